@@ -1,0 +1,117 @@
+/**
+ * Response serialisation: status line, header fields and body as bytes.
+ *
+ * @module
+ */
+
+/** The `Server` header value sent with every response. */
+export const SERVER_NAME = "webserver";
+
+/** Reason phrases for the statuses this server sends (RFC 9110 section 15). */
+export const STATUS_TEXT: Readonly<Record<number, string>> = Object.freeze({
+  100: "Continue",
+  200: "OK",
+  201: "Created",
+  204: "No Content",
+  206: "Partial Content",
+  301: "Moved Permanently",
+  302: "Found",
+  304: "Not Modified",
+  400: "Bad Request",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  411: "Length Required",
+  413: "Content Too Large",
+  414: "URI Too Long",
+  416: "Range Not Satisfiable",
+  417: "Expectation Failed",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  503: "Service Unavailable",
+  505: "HTTP Version Not Supported",
+});
+
+/** What {@linkcode serializeResponse} turns into bytes. */
+export interface ResponseParts {
+  /** The status code. */
+  status: number;
+  /** Header fields to send, in order; `Date`, `Server` and `Content-Length` are added. */
+  headers?: Array<[string, string]>;
+  /** The body; its length goes in `Content-Length`. */
+  body?: Uint8Array;
+  /** Send the headers of the body but not the body itself (a `HEAD` answer). */
+  omitBody?: boolean;
+  /** Add `Connection: close`. */
+  close?: boolean;
+}
+
+const encoder = new TextEncoder();
+let cachedSecond = -1;
+let cachedDate = "";
+
+/**
+ * The current time as an HTTP date, computed at most once a second.
+ *
+ * @example
+ * ```ts
+ * import { httpDate } from "./response.ts";
+ * console.assert(httpDate().endsWith(" GMT"));
+ * ```
+ */
+export function httpDate(now: number = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedDate = new Date(second * 1000).toUTCString();
+  }
+  return cachedDate;
+}
+
+/**
+ * Serialises a response with `Content-Length`, `Date` and `Server` headers.
+ *
+ * @example
+ * ```ts
+ * import { serializeResponse } from "./response.ts";
+ * const bytes = serializeResponse({ status: 404, body: new TextEncoder().encode("no") });
+ * console.assert(new TextDecoder().decode(bytes).startsWith("HTTP/1.1 404 Not Found\r\n"));
+ * ```
+ */
+export function serializeResponse(parts: ResponseParts): Uint8Array {
+  const { status, headers = [], body, omitBody = false, close = false } = parts;
+  let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Unknown"}\r\n`;
+  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  head += `Content-Length: ${body?.length ?? 0}\r\nDate: ${httpDate()}\r\nServer: ${SERVER_NAME}\r\n`;
+  if (close) head += "Connection: close\r\n";
+  head += "\r\n";
+  const headBytes = encoder.encode(head);
+  if (body === undefined || omitBody || body.length === 0) return headBytes;
+  const out = new Uint8Array(headBytes.length + body.length);
+  out.set(headBytes);
+  out.set(body, headBytes.length);
+  return out;
+}
+
+/**
+ * A short plain-text error response that closes the connection, for requests
+ * that cannot be handed to a handler (bad framing, overload, timeouts).
+ *
+ * @example
+ * ```ts
+ * import { errorResponse } from "./response.ts";
+ * const text = new TextDecoder().decode(errorResponse(400));
+ * console.assert(text.includes("Connection: close"));
+ * ```
+ */
+export function errorResponse(status: number, extraHeaders: Array<[string, string]> = []): Uint8Array {
+  const body = encoder.encode(`${status} ${STATUS_TEXT[status] ?? "Error"}\n`);
+  return serializeResponse({
+    status,
+    headers: [["Content-Type", "text/plain; charset=utf-8"], ...extraHeaders],
+    body,
+    close: true,
+  });
+}
