@@ -1,0 +1,18 @@
+/**
+ * A fixed-size pool of module Web Workers with one shared job queue.
+ *
+ * The main thread creates a {@linkcode ThreadPool} with a worker module; the
+ * worker module calls {@linkcode runJobs} with the function that does a job.
+ *
+ * @example
+ * ```ts
+ * import { ThreadPool } from "./mod.ts";
+ * const url = new URL("../tests/fixtures/double_worker.ts", import.meta.url);
+ * await using pool = new ThreadPool<number, number>(1, url);
+ * console.assert((await pool.execute(21)) === 42);
+ * ```
+ *
+ * @module
+ */
+export * from "./thread_pool.ts";
+export * from "./worker.ts";

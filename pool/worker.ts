@@ -1,0 +1,89 @@
+/**
+ * The worker side of {@linkcode ThreadPool}: a worker module calls
+ * {@linkcode runJobs} once with the function that does its jobs.
+ *
+ * @module
+ */
+import { type FromWorker, serializeError, type ToWorker } from "./_messages.ts";
+
+/** What a worker knows about itself. */
+export interface WorkerContext<Data = unknown> {
+  /** The worker's id in its pool, from 0 to size - 1. */
+  id: number;
+  /** The `data` option the pool was created with. */
+  data: Data;
+}
+
+/** The function a worker module runs for each job. */
+export type JobHandler<Job, Result, Data = unknown> = (
+  job: Job,
+  context: WorkerContext<Data>,
+) => Result | Promise<Result>;
+
+/** Options for {@linkcode runJobs}. */
+export interface RunJobsOptions<Result, Data = unknown> {
+  /**
+   * Runs once with the worker's context before the worker reports ready; a
+   * throw here fails the worker's start-up.
+   */
+  setup?: (context: WorkerContext<Data>) => void | Promise<void>;
+  /** Objects in a result whose ownership moves to the main thread instead of being copied. */
+  transfer?: (result: Result) => Transferable[];
+}
+
+interface WorkerScope {
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  close(): void;
+}
+
+/**
+ * Serves jobs from the pool inside a worker. One job runs at a time: the next
+ * one starts only when the previous result has been sent.
+ *
+ * @param handler Turns a job into its result; a throw becomes the job's rejection.
+ * @param options A setup step and what to transfer; see {@linkcode RunJobsOptions}.
+ *
+ * @example
+ * ```ts ignore
+ * // double_worker.ts, loaded by `new ThreadPool(2, new URL("./double_worker.ts", import.meta.url))`
+ * import { runJobs } from "./pool/worker.ts";
+ * runJobs((n: number) => n * 2);
+ * ```
+ */
+export function runJobs<Job, Result, Data = unknown>(
+  handler: JobHandler<Job, Result, Data>,
+  options: RunJobsOptions<Result, Data> = {},
+): void {
+  const { setup, transfer } = options;
+  const scope = globalThis as unknown as WorkerScope;
+  let context: WorkerContext<Data> | undefined;
+  // Jobs run strictly one after another, as on a thread.
+  let chain: Promise<void> = Promise.resolve();
+  scope.onmessage = (event) => {
+    const message = event.data;
+    if (message.type === "init") {
+      context = { id: message.id, data: message.data as Data };
+      const ctx = context;
+      chain = chain.then(async () => {
+        await setup?.(ctx);
+        scope.postMessage({ type: "ready" });
+      });
+    } else if (message.type === "job") {
+      const { seq, job } = message;
+      chain = chain.then(async () => {
+        try {
+          const result = await handler(job as Job, context!);
+          scope.postMessage({ type: "result", seq, ok: true, result }, transfer?.(result));
+        } catch (error) {
+          scope.postMessage({ type: "result", seq, ok: false, error: serializeError(error) });
+        }
+      });
+    } else if (message.type === "stop") {
+      chain = chain.then(() => {
+        scope.postMessage({ type: "stopped" });
+        scope.close();
+      });
+    }
+  };
+}
