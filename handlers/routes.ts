@@ -1,0 +1,109 @@
+/**
+ * The book's routes: `GET /` answers `hello.html`, `GET /sleep` blocks its
+ * worker for five seconds first, and anything else gets `404.html`.
+ *
+ * Routes run inside a worker, so a route that blocks holds only its own
+ * worker; the other workers go on serving.
+ *
+ * @module
+ */
+import type { ParsedRequest } from "../http/mod.ts";
+
+/** How long `GET /sleep` blocks its worker, as `thread::sleep` does in the book. */
+export const SLEEP_MS = 5000;
+
+/** The pages the routes serve, read once when a worker starts. */
+export interface Pages {
+  /** `hello.html` from the static root. */
+  hello: Uint8Array;
+  /** `404.html` from the static root. */
+  notFound: Uint8Array;
+}
+
+/** What a route answers; the worker turns it into response bytes. */
+export interface RouteResponse {
+  status: number;
+  headers: Array<[string, string]>;
+  body: Uint8Array;
+}
+
+/** A route: a function from the request to its response. */
+export type Route = (request: ParsedRequest, pages: Pages) => RouteResponse;
+
+const HTML: [string, string] = ["Content-Type", "text/html; charset=utf-8"];
+const METHOD_NOT_ALLOWED = new TextEncoder().encode("405 Method Not Allowed\n");
+
+/**
+ * Blocks the calling thread for `ms` milliseconds without spinning.
+ *
+ * @example
+ * ```ts
+ * import { sleepSync } from "./routes.ts";
+ * const start = performance.now();
+ * sleepSync(20);
+ * console.assert(performance.now() - start >= 19);
+ * ```
+ */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** The route table: path to handler. GET routes also answer HEAD. */
+export const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
+  ["/", (_request, pages) => ({ status: 200, headers: [HTML], body: pages.hello })],
+  ["/sleep", (_request, pages) => {
+    sleepSync(SLEEP_MS);
+    return { status: 200, headers: [HTML], body: pages.hello };
+  }],
+]);
+
+/** The fallback for any path not in {@linkcode ROUTES}. */
+export const NOT_FOUND: Route = (_request, pages) => ({ status: 404, headers: [HTML], body: pages.notFound });
+
+/**
+ * The path of a request target: origin-form or absolute-form, query removed.
+ *
+ * @example
+ * ```ts
+ * import { targetPath } from "./routes.ts";
+ * console.assert(targetPath("/sleep?x=1") === "/sleep");
+ * console.assert(targetPath("http://example.com/a") === "/a");
+ * console.assert(targetPath("http://example.com") === "/");
+ * ```
+ */
+export function targetPath(target: string): string {
+  let path = target;
+  if (path.charCodeAt(0) !== 0x2f) {
+    const afterScheme = path.indexOf("://");
+    const slash = afterScheme === -1 ? -1 : path.indexOf("/", afterScheme + 3);
+    path = slash === -1 ? "/" : path.slice(slash);
+  }
+  const query = path.search(/[?#]/);
+  return query === -1 ? path : path.slice(0, query);
+}
+
+/**
+ * Answers a request from the route table. `GET` and `HEAD` reach the routes;
+ * another method on a known path gets 405, and an unknown path gets 404.
+ *
+ * @example
+ * ```ts
+ * import { parseRequest } from "../http/mod.ts";
+ * import { route } from "./routes.ts";
+ * const pages = { hello: new Uint8Array([1]), notFound: new Uint8Array([2]) };
+ * const request = parseRequest(new TextEncoder().encode("GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"));
+ * console.assert(route(request, pages).status === 404);
+ * ```
+ */
+export function route(request: ParsedRequest, pages: Pages): RouteResponse {
+  const handler = ROUTES.get(targetPath(request.target));
+  if (handler === undefined) return NOT_FOUND(request, pages);
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return {
+      status: 405,
+      headers: [["Allow", "GET, HEAD"], ["Content-Type", "text/plain; charset=utf-8"]],
+      body: METHOD_NOT_ALLOWED,
+    };
+  }
+  return handler(request, pages);
+}
