@@ -1,0 +1,90 @@
+/**
+ * The `webserver` command: reads options (flags, then environment, then
+ * defaults), starts the server, and shuts it down gracefully on SIGINT or
+ * SIGTERM. A second signal exits at once.
+ *
+ * @example
+ * ```ts
+ * import { main } from "./main.ts";
+ * // Prints the help and returns the exit code, without starting anything.
+ * console.assert((await main(["--help"])) === 0);
+ * ```
+ *
+ * @module
+ */
+import { helpText, parseCli, StartError, startServer, UsageError } from "./server/mod.ts";
+
+// `deno task` forwards the terminal's Ctrl-C to the server, so one keypress can
+// arrive twice a few milliseconds apart; a repeat inside this window is the same press.
+const REPEAT_SIGNAL_WINDOW_MS = 500;
+
+const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+type ShutdownSignal = keyof typeof SIGNAL_EXIT_CODES;
+
+function readEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined; // no permission to read it: treat it as unset
+  }
+}
+
+/**
+ * Runs the server with the given arguments and resolves to the exit code:
+ * 0 after a graceful shutdown or `--help`, 1 when the server cannot start,
+ * 2 for a bad command line.
+ */
+export async function main(args: string[]): Promise<number> {
+  let cli;
+  try {
+    cli = parseCli(args, readEnv);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`webserver: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
+  if (cli.help) {
+    console.log(helpText());
+    return 0;
+  }
+  const { options } = cli;
+  let server;
+  try {
+    server = await startServer(options, { info: console.log, error: console.error });
+  } catch (error) {
+    if (error instanceof StartError) {
+      console.error(`webserver: ${error.message}`);
+      return error.message.startsWith("Invalid ") ? 2 : 1;
+    }
+    throw error;
+  }
+  console.log(`Listening on ${server.url} with ${options.workers} worker${options.workers === 1 ? "" : "s"}`);
+
+  let firstSignalAt: number | undefined;
+  const onSignal = (signal: ShutdownSignal) => {
+    const now = performance.now();
+    if (firstSignalAt === undefined) {
+      firstSignalAt = now;
+      console.log(`Received ${signal}: shutting down gracefully (send it again to exit at once)`);
+      server.shutdown();
+    } else if (now - firstSignalAt > REPEAT_SIGNAL_WINDOW_MS) {
+      console.log(`Received ${signal} again: exiting now`);
+      Deno.exit(SIGNAL_EXIT_CODES[signal]);
+    }
+  };
+  const listeners = (Object.keys(SIGNAL_EXIT_CODES) as ShutdownSignal[]).map((signal) => {
+    const listener = () => onSignal(signal);
+    Deno.addSignalListener(signal, listener);
+    return [signal, listener] as const;
+  });
+  await server.finished;
+  for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  console.log("Server stopped");
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

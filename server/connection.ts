@@ -1,0 +1,194 @@
+/**
+ * One client connection: read bytes, frame requests, hand each to the pool,
+ * and write the responses back in request order.
+ *
+ * Theory of operation: the read loop frames as many requests as the bytes
+ * hold and starts each one on the pool at once, so pipelined requests run on
+ * several workers in parallel. Each response is appended to a promise chain
+ * (`#tail`), which writes them strictly in the order the requests arrived.
+ * A request that says `Connection: close`, a framing error, or the end of
+ * the server's life stops the reading; the connection closes once the chain
+ * has written everything before that point.
+ *
+ * @module
+ */
+import { errorResponse, frameRequest, type RequestLimits } from "../http/mod.ts";
+import type { HandlerJob, HandlerResult } from "../handlers/mod.ts";
+
+// One read's buffer: large enough for a request head and a few pipelined requests.
+const READ_SIZE = 64 * 1024;
+// Responses in flight on one connection before we stop reading: a pipelining
+// client cannot queue unbounded work.
+const MAX_PIPELINED = 16;
+
+const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+/** Whether the server takes another request, and whether it is the last one. */
+export type Admission = "yes" | "last" | "no";
+
+/** What a connection needs from its server. */
+export interface ConnectionHost {
+  readonly limits: RequestLimits;
+  /** Asks to start one more request. */
+  admit(): Admission;
+  /** Runs one request on the pool. */
+  run(job: HandlerJob): Promise<HandlerResult>;
+  /** Called once the response to a request has been written. */
+  logRequest(entry: RequestLogEntry): void;
+  /** Reports an unexpected failure (never a client's fault). */
+  logError(message: string, error: unknown): void;
+}
+
+/** What the log records about one request. */
+export interface RequestLogEntry {
+  method: string;
+  target: string;
+  status: number;
+  bytes: number;
+  ms: number;
+  workerId: number | undefined;
+}
+
+/** Serves one accepted connection until it closes. */
+export class Connection {
+  readonly #conn: Deno.Conn;
+  readonly #host: ConnectionHost;
+  #tail: Promise<void> = Promise.resolve();
+  #inflight = 0;
+  #closed = false;
+  #closeWhenIdle = false;
+  /** Settles when the connection has closed. */
+  readonly done: Promise<void>;
+
+  /**
+   * @example
+   * ```ts ignore
+   * const connection = new Connection(await listener.accept(), host);
+   * await connection.done;
+   * ```
+   */
+  constructor(conn: Deno.Conn, host: ConnectionHost) {
+    this.#conn = conn;
+    this.#host = host;
+    this.done = this.#serve();
+  }
+
+  /** Closes now when no response is pending, or else after the last pending response. */
+  closeWhenIdle(): void {
+    this.#closeWhenIdle = true;
+    if (this.#inflight === 0) this.#close();
+  }
+
+  async #serve(): Promise<void> {
+    const chunk = new Uint8Array(READ_SIZE);
+    let pending: Uint8Array = new Uint8Array(0);
+    let continued = false;
+    try {
+      reading: for (;;) {
+        let n: number | null;
+        try {
+          n = await this.#conn.read(chunk);
+        } catch {
+          break; // reset by the peer, or closed by us
+        }
+        if (n === null || this.#closed) break;
+        pending = pending.length === 0 ? chunk.slice(0, n) : concat(pending, chunk.subarray(0, n));
+        while (pending.length > 0) {
+          const framed = frameRequest(pending, this.#host.limits);
+          if (framed.type === "incomplete") {
+            if (framed.head?.expectContinue && !continued) {
+              continued = true;
+              this.#enqueueWrite(CONTINUE);
+            }
+            break;
+          }
+          if (framed.type === "error") {
+            const { status } = framed.error;
+            const bytes = errorResponse(status);
+            this.#respond("-", "-", Promise.resolve({ bytes, status, workerId: undefined, close: true }));
+            break reading;
+          }
+          const admission = this.#host.admit();
+          if (admission === "no") break reading;
+          const { head, end } = framed;
+          const close = !head.keepAlive || admission === "last";
+          const job: HandlerJob = { bytes: pending.slice(0, end), close };
+          pending = pending.subarray(end);
+          continued = false;
+          this.#respond(head.method, head.target, this.#host.run(job));
+          if (close) break reading;
+          if (this.#inflight >= MAX_PIPELINED) await this.#tail;
+        }
+      }
+    } catch (error) {
+      this.#host.logError("Connection failed", error);
+    }
+    await this.#tail;
+    this.#close();
+  }
+
+  #respond(method: string, target: string, result: Promise<HandlerResult>): void {
+    const start = performance.now();
+    this.#inflight++;
+    this.#tail = this.#tail.then(async () => {
+      const out = await result.then(
+        (r) => r,
+        (error): HandlerResult => {
+          this.#host.logError(`Request ${method} ${target} failed`, error);
+          return { bytes: errorResponse(500), status: 500, workerId: undefined, close: true };
+        },
+      );
+      const written = await this.#write(out.bytes);
+      this.#inflight--;
+      if (written) {
+        const ms = performance.now() - start;
+        this.#host.logRequest({
+          method,
+          target,
+          status: out.status,
+          bytes: out.bytes.length,
+          ms,
+          workerId: out.workerId,
+        });
+      }
+      if (out.close || (this.#closeWhenIdle && this.#inflight === 0)) {
+        this.#close();
+      }
+    });
+  }
+
+  #enqueueWrite(bytes: Uint8Array): void {
+    this.#tail = this.#tail.then(async () => {
+      await this.#write(bytes);
+    });
+  }
+
+  async #write(bytes: Uint8Array): Promise<boolean> {
+    if (this.#closed) return false;
+    try {
+      let offset = 0;
+      while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
+      return true;
+    } catch {
+      this.#close(); // the peer went away
+      return false;
+    }
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the runtime
+    }
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

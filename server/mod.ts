@@ -1,0 +1,205 @@
+/**
+ * The server: `Deno.listen` in the main thread, every connection served by a
+ * {@linkcode Connection}, every request run on a {@linkcode ThreadPool} of
+ * `handlers/worker.ts`, and a graceful shutdown.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULTS, startServer } from "./mod.ts";
+ * const server = await startServer({ ...DEFAULTS, port: 0, workers: 1, quiet: true }, { info: () => {} });
+ * const response = await fetch(server.url);
+ * console.assert(response.status === 200);
+ * await response.body?.cancel();
+ * await server.shutdown();
+ * ```
+ *
+ * @module
+ */
+import { DEFAULT_LIMITS, type RequestLimits } from "../http/mod.ts";
+import type { HandlerData, HandlerJob, HandlerResult } from "../handlers/mod.ts";
+import { ThreadPool } from "../pool/mod.ts";
+import { type Admission, Connection, type RequestLogEntry } from "./connection.ts";
+import type { ServerOptions } from "./options.ts";
+
+export * from "./options.ts";
+
+/** Where the server's lines go. */
+export interface Logger {
+  /** One line of normal output (start-up, request log, shutdown). */
+  info(line: string): void;
+  /** One line about a failure; defaults to `info`. */
+  error?(line: string): void;
+}
+
+/** A server that cannot start; the message is one line for the user. */
+export class StartError extends Error {
+  /**
+   * @example
+   * ```ts
+   * import { StartError } from "./mod.ts";
+   * console.assert(new StartError("Cannot listen").name === "StartError");
+   * ```
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "StartError";
+  }
+}
+
+/** A running server. */
+export interface Server {
+  /** The address really bound. */
+  readonly addr: Deno.NetAddr;
+  /** `http://host:port/` for the bound address. */
+  readonly url: string;
+  /** Starts a graceful shutdown (idempotent) and resolves when it is done. */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has shut down, for whatever reason. */
+  readonly finished: Promise<void>;
+}
+
+const WORKER_URL = new URL("../handlers/worker.ts", import.meta.url);
+// After a failed accept (out of file descriptors, say), wait before the next try.
+const ACCEPT_RETRY_MS = 50;
+
+function formatUrl(addr: Deno.NetAddr): string {
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  return `http://${host}:${addr.port}/`;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}
+
+async function checkRoot(root: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(root);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound ? "no such folder" : (error as Error).message;
+    throw new StartError(`Invalid --root: ${root}: ${reason}`);
+  }
+  if (!info.isDirectory) throw new StartError(`Invalid --root: ${root} is not a folder`);
+}
+
+/**
+ * Binds, starts the pool, and serves until {@linkcode Server.shutdown} (or
+ * `maxRequests`) ends it.
+ *
+ * @throws {StartError} When the root is not a folder, the address cannot be
+ *   bound, or a worker cannot start.
+ */
+export async function startServer(options: ServerOptions, logger: Logger): Promise<Server> {
+  const logError = logger.error ?? logger.info;
+  await checkRoot(options.root);
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: options.host, port: options.port });
+  } catch (error) {
+    const where = `${options.host}:${options.port}`;
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new StartError(`Cannot listen on ${where}: address already in use`);
+    }
+    if (error instanceof Deno.errors.AddrNotAvailable) {
+      throw new StartError(`Cannot listen on ${where}: address not available on this machine`);
+    }
+    throw new StartError(`Cannot listen on ${where}: ${(error as Error).message}`);
+  }
+
+  const pool = new ThreadPool<HandlerJob, HandlerResult>(options.workers, WORKER_URL, {
+    data: { root: options.root } satisfies HandlerData,
+    onWorkerStop: (id) => logger.info(`Shutting down worker ${id}`),
+    onWorkerReplaced: (id, reason) => logError(`Worker ${id} replaced: ${reason.message}`),
+  });
+  try {
+    await pool.ready;
+  } catch (error) {
+    listener.close();
+    await pool.close();
+    throw new StartError((error as Error).message);
+  }
+
+  const limits: RequestLimits = DEFAULT_LIMITS;
+  const connections = new Set<Connection>();
+  let admitted = 0;
+  let stopping: Promise<void> | undefined;
+  const finished = Promise.withResolvers<void>();
+
+  const host = {
+    limits,
+    admit(): Admission {
+      if (stopping) return "no";
+      admitted++;
+      if (options.maxRequests !== undefined && admitted >= options.maxRequests) {
+        // Start the shutdown once the caller has registered this last request.
+        queueMicrotask(shutdown);
+        return "last";
+      }
+      return "yes";
+    },
+    run: (job: HandlerJob) => pool.execute(job, { transfer: [job.bytes.buffer as ArrayBuffer] }),
+    logRequest: options.quiet ? () => {} : (entry: RequestLogEntry) => logger.info(formatLogLine(entry)),
+    logError: (message: string, error: unknown) => logError(`${message}: ${describe(error)}`),
+  };
+
+  async function acceptLoop(): Promise<void> {
+    while (!stopping) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (stopping) break;
+        logError(`Cannot accept a connection: ${describe(error)}`);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
+      if (stopping) {
+        conn.close();
+        break;
+      }
+      try {
+        conn.setNoDelay(true);
+      } catch {
+        // The peer is already gone; the connection's first read will say so.
+      }
+      const connection = new Connection(conn, host);
+      connections.add(connection);
+      connection.done.finally(() => connections.delete(connection));
+    }
+  }
+
+  async function stop(): Promise<void> {
+    try {
+      listener.close();
+    } catch {
+      // already closed
+    }
+    for (const connection of connections) connection.closeWhenIdle();
+    await Promise.allSettled([...connections].map((c) => c.done));
+    await pool.close();
+  }
+
+  function shutdown(): Promise<void> {
+    stopping ??= stop().then(finished.resolve, finished.reject);
+    return stopping;
+  }
+
+  acceptLoop();
+  const addr = listener.addr;
+  return { addr, url: formatUrl(addr), shutdown, finished: finished.promise };
+}
+
+/**
+ * One request log line: method, target, status, bytes, milliseconds, worker.
+ *
+ * @example
+ * ```ts
+ * import { formatLogLine } from "./mod.ts";
+ * const line = formatLogLine({ method: "GET", target: "/", status: 200, bytes: 10, ms: 1.234, workerId: 2 });
+ * console.assert(line === "GET / 200 10B 1.23ms worker 2");
+ * ```
+ */
+export function formatLogLine(entry: RequestLogEntry): string {
+  const worker = entry.workerId === undefined ? "main" : `worker ${entry.workerId}`;
+  return `${entry.method} ${entry.target} ${entry.status} ${entry.bytes}B ${entry.ms.toFixed(2)}ms ${worker}`;
+}
