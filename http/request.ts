@@ -132,6 +132,25 @@ const MAX_CHUNK_SIZE_DIGITS = 15;
 // Transfer codings we recognise but do not decode: answered 501, not 400.
 const KNOWN_CODINGS = new Set(["gzip", "x-gzip", "deflate", "compress", "x-compress", "br", "zstd"]);
 
+// RFC 9110 section 9 and RFC 5789: the methods whose meaning with * we know.
+const HTTP_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]);
+// RFC 2326 methods that exist only in RTSP: sent with an HTTP version they mean a confused client.
+const RTSP_ONLY_METHODS = new Set([
+  "ANNOUNCE",
+  "DESCRIBE",
+  "GET_PARAMETER",
+  "PAUSE",
+  "PLAY",
+  "RECORD",
+  "REDIRECT",
+  "SET_PARAMETER",
+  "SETUP",
+  "TEARDOWN",
+]);
+
+// Host = uri-host [ ":" port ] (RFC 9110 section 7.2); empty when the target has no authority.
+const HOST_VALUE = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?$/;
+
 function latin1(bytes: Uint8Array, start: number, end: number): string {
   let s = "";
   for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i]);
@@ -198,12 +217,18 @@ function parseRequestLine(
 // RFC 9112 section 3.2: origin-form, absolute-form, authority-form (CONNECT only)
 // and asterisk-form (OPTIONS only).
 function checkTargetForm(method: string, target: string): void {
+  if (RTSP_ONLY_METHODS.has(method)) {
+    throw new HttpError(400, `Cannot parse request line: ${method} is an RTSP method, not HTTP`);
+  }
   if (method === "CONNECT") {
     throw new HttpError(501, "Cannot serve request: CONNECT is not supported");
   }
   if (target === "*") {
-    if (method !== "OPTIONS") throw new HttpError(400, "Cannot parse request line: * is only valid with OPTIONS");
-    return;
+    if (method === "OPTIONS") return;
+    // A method we do not know (SSDP's M-SEARCH, say) is not implemented here;
+    // a known HTTP method with * is malformed.
+    if (!HTTP_METHODS.has(method)) throw new HttpError(501, `Cannot serve request: ${method} * is not implemented`);
+    throw new HttpError(400, "Cannot parse request line: * is only valid with OPTIONS");
   }
   if (target.charCodeAt(0) === 0x2f) return;
   if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]+/.test(target)) return;
@@ -242,10 +267,13 @@ function noteField(info: FieldInfo, name: string, value: string): void {
       break;
     }
     case "transfer-encoding":
-      (info.codings ??= []).push(...value.split(",").map((v) => v.trim().toLowerCase()));
+      (info.codings ??= []).push(...listItems(value));
       break;
     case "host":
       info.hostCount++;
+      if (!HOST_VALUE.test(value)) {
+        throw new HttpError(400, `Cannot parse Host: invalid value ${JSON.stringify(value)}`);
+      }
       break;
     case "connection":
       for (const token of listItems(value)) {
@@ -365,18 +393,21 @@ function walkChunks(buf: Uint8Array, start: number, limits: RequestLimits, out?:
   let total = 0;
   for (;;) {
     const lineEnd = findLineEnd(buf, pos, "chunk size");
-    if (lineEnd === -1) {
-      if (buf.length - pos > limits.maxRequestLine) throw new HttpError(400, "Cannot parse chunk size: line too long");
-      return -1;
+    const lineLength = lineEnd === -1 ? buf.length - pos - (buf[buf.length - 1] === CR ? 1 : 0) : lineEnd - pos;
+    if (lineLength > limits.maxRequestLine) {
+      throw new HttpError(400, `Cannot parse chunk size: line exceeds ${limits.maxRequestLine} bytes`);
     }
+    if (lineEnd === -1) return -1;
     let i = pos;
+    while (i < lineEnd && buf[i] === 0x30) i++; // leading zeros carry no value
+    const significant = i;
     let size = 0;
     while (i < lineEnd && HEX[buf[i]] !== -1) {
       size = size * 16 + HEX[buf[i]];
       i++;
     }
     if (i === pos) throw new HttpError(400, "Cannot parse chunk size: not a hexadecimal number");
-    if (i - pos > MAX_CHUNK_SIZE_DIGITS) throw new HttpError(400, "Cannot parse chunk size: too large");
+    if (i - significant > MAX_CHUNK_SIZE_DIGITS) throw new HttpError(400, "Cannot parse chunk size: too large");
     checkChunkExtensions(buf, i, lineEnd);
     pos = lineEnd + 2;
     if (size === 0) {
@@ -421,8 +452,8 @@ function checkChunkExtensions(buf: Uint8Array, start: number, end: number): void
           if (i >= end) throw bad();
           const c = buf[i];
           if (c === 0x22) break;
-          if (c === 0x5c) i++;
-          else if (!FIELD_VALUE[c]) throw bad();
+          if (c === 0x5c) i++; // quoted-pair: the escaped byte must be a field byte too
+          if (i >= end || !FIELD_VALUE[buf[i]]) throw bad();
           i++;
         }
         i++;
@@ -441,7 +472,8 @@ function frameHead(buf: Uint8Array, limits: RequestLimits): RequestHead | undefi
   while (buf[start] === CR && buf[start + 1] === LF && start < limits.maxRequestLine) start += 2;
   const lineEnd = findLineEnd(buf, start, "request line");
   if (lineEnd === -1) {
-    if (buf.length - start > limits.maxRequestLine) {
+    // A trailing CR may be the start of the line's CR LF, so it does not count.
+    if (buf.length - start - (buf[buf.length - 1] === CR ? 1 : 0) > limits.maxRequestLine) {
       throw new HttpError(414, `Cannot accept request: request line exceeds ${limits.maxRequestLine} bytes`);
     }
     return undefined;
@@ -464,12 +496,14 @@ function frameHead(buf: Uint8Array, limits: RequestLimits): RequestHead | undefi
     headers.push([name, value]);
   });
   if (headEnd === -1) return undefined;
-  if (line.version === "HTTP/1.1" && info.hostCount !== 1) {
-    throw new HttpError(400, `Cannot accept request: HTTP/1.1 needs exactly one Host header, got ${info.hostCount}`);
+  if (info.hostCount > 1 || (line.version === "HTTP/1.1" && info.hostCount === 0)) {
+    throw new HttpError(400, `Cannot accept request: needs exactly one Host header, got ${info.hostCount}`);
   }
   const body = bodyFraming(info, line.version, limits);
   const keepAlive = line.version === "HTTP/1.1" ? !info.close : info.keepAlive && !info.close;
-  return { ...line, headers, keepAlive, expectContinue: info.expectContinue && body.kind !== "none", body, headEnd };
+  // RFC 9110 section 10.1.1: a 100-continue expectation from HTTP/1.0 is ignored.
+  const expectContinue = info.expectContinue && line.version === "HTTP/1.1" && body.kind !== "none";
+  return { ...line, headers, keepAlive, expectContinue, body, headEnd };
 }
 
 /**

@@ -148,7 +148,7 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
   let values;
   try {
     ({ values } = parseArgs({
-      args,
+      args: joinNegativeValues(args),
       strict: true,
       allowPositionals: false,
       options: {
@@ -207,6 +207,22 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
   }
   if (values.quiet) options.quiet = true;
   return { help: false, options };
+}
+
+const VALUE_FLAGS = new Set(FLAGS.filter((f) => f.value).map((f) => f.flag));
+
+// `--workers -1` is a negative value, not a flag: join it as `--workers=-1`
+// so the value check, not the flag parser, explains what is wrong.
+function joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (VALUE_FLAGS.has(args[i]) && /^-[0-9.]/.test(args[i + 1] ?? "")) {
+      out.push(`${args[i]}=${args[++i]}`);
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
 }
 
 function describeParseError(error: unknown, args: string[]): string {

@@ -1,0 +1,73 @@
+// `deno task compile` builds ./webserver; this test builds it into a temporary folder and runs it.
+// Deno downloads its `denort` runtime for compiling (or takes DENORT_BIN); where neither can be
+// had, the test is skipped with the reason printed.
+import assert from "node:assert/strict";
+import { PROJECT_ROOT, ResponseReader, send, ServerProcess } from "./_server.ts";
+
+const HELLO = await Deno.readTextFile(`${PROJECT_ROOT}static/hello.html`);
+
+async function compileArgs(output: string): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${PROJECT_ROOT}deno.json`));
+  const words = (config.tasks.compile as string).split(/\s+/);
+  const at = words.indexOf("--output");
+  assert.ok(words[0] === "deno" && at !== -1, `Unexpected compile task: ${config.tasks.compile}`);
+  words[at + 1] = output;
+  return words.slice(1);
+}
+
+// The runtime is missing when Deno cannot download it or DENORT_BIN does not point to it.
+const RUNTIME_MISSING = /denort|dl\.deno\.land|error sending request|dns error/i;
+
+async function build(): Promise<{ binary: string } | { skip: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "webserver-compile-" });
+  const binary = `${dir}/webserver`;
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: await compileArgs(binary),
+    cwd: PROJECT_ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stderr);
+  if (code === 0) return { binary };
+  await Deno.remove(dir, { recursive: true });
+  if (RUNTIME_MISSING.test(text)) {
+    const cause = text.split("\n").find((l) => /Could not find denort|dns error|error sending request/.test(l));
+    return { skip: `deno compile could not get its denort runtime: ${(cause ?? "download failed").trim()}` };
+  }
+  throw new Error(`deno compile failed:\n${text}`);
+}
+
+const built = await build();
+if ("skip" in built) console.log(`Skipping the compiled binary test: ${built.skip}. Set DENORT_BIN to run it.`);
+
+Deno.test({
+  name: "the compiled ./webserver serves the embedded pages with the pool and shuts down on SIGTERM",
+  ignore: "skip" in built,
+  async fn() {
+    if ("skip" in built) return;
+    // Run it from an unrelated folder: the workers and static/ must come from inside the binary.
+    const child = new Deno.Command(built.binary, {
+      args: ["--port", "0", "--workers", "2"],
+      cwd: await Deno.makeTempDir(),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await using server = new ServerProcess(child);
+    const line = await server.waitForLine(/^Listening on /);
+    const port = Number(line.match(/:(\d+)\//)![1]);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const reader = new ResponseReader(conn);
+    await send(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /nope HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert.equal((await reader.read())?.text, HELLO);
+    assert.equal((await reader.read())?.status, 404);
+    conn.close();
+    server.kill("SIGTERM");
+    assert.equal((await server.exited()).code, 0, server.output());
+    assert.equal(server.lines.filter((l) => /^Shutting down worker \d$/.test(l)).length, 2);
+
+    const bad = await new Deno.Command(built.binary, { args: ["--workers", "0"], stderr: "piped" }).output();
+    assert.equal(bad.code, 2);
+    assert.match(new TextDecoder().decode(bad.stderr), /Invalid --workers/);
+  },
+});

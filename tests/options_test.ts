@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { DEFAULTS, parseCli, UsageError } from "../server/options.ts";
+
+const noEnv = () => undefined;
+
+Deno.test("parseCli() gives the defaults for no flags and no environment", () => {
+  assert.deepEqual(parseCli([], noEnv), { help: false, options: { ...DEFAULTS } });
+  assert.equal(DEFAULTS.host, "127.0.0.1");
+  assert.equal(DEFAULTS.port, 7878);
+  assert.equal(DEFAULTS.workers, 4);
+  assert.match(DEFAULTS.root, /static\/$/);
+});
+
+Deno.test("parseCli() reads every flag, in both --flag value and --flag=value forms", () => {
+  const result = parseCli(
+    ["--host", "0.0.0.0", "--port=0", "--workers", "8", "--root", "/tmp", "--max-requests=2", "--quiet"],
+    noEnv,
+  );
+  assert.deepEqual(result, {
+    help: false,
+    options: { host: "0.0.0.0", port: 0, workers: 8, root: "/tmp", maxRequests: 2, quiet: true },
+  });
+});
+
+Deno.test("parseCli() takes PORT, HOST and WORKERS from the environment unless a flag is given", () => {
+  const env = (name: string) => ({ PORT: "8080", HOST: "::1", WORKERS: "2" } as Record<string, string>)[name];
+  const fromEnv = parseCli([], env);
+  assert.ok(!fromEnv.help);
+  assert.equal(fromEnv.options.port, 8080);
+  assert.equal(fromEnv.options.host, "::1");
+  assert.equal(fromEnv.options.workers, 2);
+  const fromFlags = parseCli(["--port", "9090", "--workers", "3"], env);
+  assert.ok(!fromFlags.help);
+  assert.equal(fromFlags.options.port, 9090);
+  assert.equal(fromFlags.options.workers, 3);
+});
+
+Deno.test("parseCli() returns help for --help and -h", () => {
+  assert.deepEqual(parseCli(["--help"], noEnv), { help: true });
+  assert.deepEqual(parseCli(["-h"], noEnv), { help: true });
+});
+
+Deno.test("parseCli() throws UsageError naming the flag and the value", () => {
+  assert.throws(() => parseCli(["--workers", "1e3"], noEnv), UsageError);
+  assert.throws(() => parseCli(["--workers", " 2"], noEnv), /Invalid --workers: .* got " 2"/);
+  assert.throws(() => parseCli(["--host", ""], noEnv), /Invalid --host/);
+  assert.throws(() => parseCli(["--quiet=yes"], noEnv), UsageError);
+});

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { JobTimeoutError, ThreadPool, WorkerCrashError } from "../pool/mod.ts";
+import type { PoolTestJob, PoolTestResult } from "./fixtures/pool_worker.ts";
+
+const WORKER = new URL("./fixtures/pool_worker.ts", import.meta.url);
+
+function pool(size: number, options = {}) {
+  return new ThreadPool<PoolTestJob, PoolTestResult>(size, WORKER, options);
+}
+
+Deno.test("new ThreadPool() rejects a size that is not a positive integer with RangeError", () => {
+  for (const size of [0, -1, 2.5, NaN, Infinity]) {
+    assert.throws(() => pool(size), (error: unknown) => {
+      assert.ok(error instanceof RangeError);
+      assert.equal(error.message, `Cannot create pool: size must be a positive integer, got ${size}`);
+      return true;
+    });
+  }
+});
+
+Deno.test("new ThreadPool() rejects a url that is not a URL or string with TypeError", () => {
+  assert.throws(() => new ThreadPool(1, 42 as unknown as string), TypeError);
+});
+
+Deno.test("ThreadPool.execute() returns each job's result", async () => {
+  await using p = pool(2);
+  const results = await Promise.all([1, 2, 3, 4, 5].map((n) => p.execute({ op: "double", n })));
+  assert.deepEqual(results.map((r) => r.value), [2, 4, 6, 8, 10]);
+  assert.equal(p.size, 2);
+});
+
+Deno.test("ThreadPool.execute() rejects with the job's error and the worker keeps serving", async () => {
+  await using p = pool(1);
+  await assert.rejects(p.execute({ op: "throw", message: "bad input" }), (error: unknown) => {
+    assert.ok(error instanceof Error);
+    assert.equal(error.name, "TypeError");
+    assert.equal(error.message, "bad input");
+    return true;
+  });
+  assert.equal((await p.execute({ op: "double", n: 4 })).value, 8);
+});
+
+Deno.test("ThreadPool runs jobs on idle workers in parallel", async () => {
+  await using p = pool(3);
+  await p.ready;
+  const start = performance.now();
+  const results = await Promise.all([0, 1, 2].map(() => p.execute({ op: "sleep", ms: 400 })));
+  const elapsed = performance.now() - start;
+  assert.deepEqual(new Set(results.map((r) => r.workerId)), new Set([0, 1, 2]));
+  // Run one after another they would take 1200 ms.
+  assert.ok(elapsed < 1000, `three 400 ms jobs on three workers took ${elapsed} ms`);
+});
+
+Deno.test("ThreadPool never queues a job behind a busy worker while another is idle", async () => {
+  await using p = pool(2);
+  await p.ready;
+  const slow = p.execute({ op: "sleep", ms: 1500 });
+  const start = performance.now();
+  const quick = [];
+  for (let n = 0; n < 6; n++) quick.push(await p.execute({ op: "double", n }));
+  const elapsed = performance.now() - start;
+  const slowWorker = (await slow).workerId;
+  assert.ok(quick.every((r) => r.workerId !== slowWorker), "a quick job went to the sleeping worker");
+  assert.ok(elapsed < 1000, `quick jobs waited ${elapsed} ms behind the sleeping worker`);
+});
+
+Deno.test("ThreadPool.close() finishes queued jobs, then stops every worker one by one", async () => {
+  const stopped: number[] = [];
+  const p = pool(2, { onWorkerStop: (id: number) => stopped.push(id) });
+  const jobs = [0, 1, 2, 3].map(() => p.execute({ op: "sleep", ms: 100 }));
+  await p.close();
+  assert.equal((await Promise.all(jobs)).length, 4);
+  assert.deepEqual(stopped, [0, 1]);
+  await assert.rejects(p.execute({ op: "double", n: 1 }), /pool is closed/);
+});
+
+Deno.test("ThreadPool closes at the end of an `await using` block", async () => {
+  const stopped: number[] = [];
+  {
+    await using p = pool(1, { onWorkerStop: (id: number) => stopped.push(id) });
+    await p.execute({ op: "double", n: 1 });
+  }
+  assert.deepEqual(stopped, [0]);
+});
+
+Deno.test("ThreadPool replaces a worker that crashes and rejects its job", async () => {
+  const replaced: number[] = [];
+  await using p = pool(2, { onWorkerReplaced: (id: number) => replaced.push(id) });
+  await p.ready;
+  await assert.rejects(p.execute({ op: "crash" }), WorkerCrashError);
+  assert.equal(replaced.length, 1);
+  const results = await Promise.all([0, 1].map(() => p.execute({ op: "sleep", ms: 200 })));
+  assert.deepEqual(new Set(results.map((r) => r.workerId)), new Set([0, 1]));
+  assert.equal(p.readyWorkers, 2);
+});
+
+Deno.test("ThreadPool.execute() with a timeout replaces the worker that runs too long", async () => {
+  await using p = pool(1);
+  await assert.rejects(p.execute({ op: "sleep", ms: 5000 }, { timeout: 200 }), JobTimeoutError);
+  assert.equal((await p.execute({ op: "double", n: 21 })).value, 42);
+  assert.equal(p.readyWorkers, 1);
+});
+
+Deno.test("ThreadPool.ready rejects when a worker module cannot load", async () => {
+  const broken = `data:text/javascript,${encodeURIComponent("throw new Error('no start');")}`;
+  const p = new ThreadPool(1, broken);
+  await assert.rejects(p.ready, /Cannot start worker 0/);
+  await assert.rejects(p.execute(1), /Cannot start worker 0/);
+  await p.close();
+});
