@@ -50,25 +50,16 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const { options } = cli;
-  let server;
-  try {
-    server = await startServer(options, { info: console.log, error: console.error });
-  } catch (error) {
-    if (error instanceof StartError) {
-      console.error(`webserver: ${error.message}`);
-      return error.message.startsWith("Invalid ") ? 2 : 1;
-    }
-    throw error;
-  }
-  console.log(`Listening on ${server.url} with ${options.workers} worker${options.workers === 1 ? "" : "s"}`);
 
+  // Listen for signals before the start-up line, so a signal right after it is never missed.
   let firstSignalAt: number | undefined;
+  let shutdown: (() => void) | undefined;
   const onSignal = (signal: ShutdownSignal) => {
     const now = performance.now();
     if (firstSignalAt === undefined) {
       firstSignalAt = now;
       console.log(`Received ${signal}: shutting down gracefully (send it again to exit at once)`);
-      server.shutdown();
+      shutdown?.();
     } else if (now - firstSignalAt > REPEAT_SIGNAL_WINDOW_MS) {
       console.log(`Received ${signal} again: exiting now`);
       Deno.exit(SIGNAL_EXIT_CODES[signal]);
@@ -79,8 +70,26 @@ export async function main(args: string[]): Promise<number> {
     Deno.addSignalListener(signal, listener);
     return [signal, listener] as const;
   });
+  const removeListeners = () => {
+    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  };
+
+  let server;
+  try {
+    server = await startServer(options, { info: console.log, error: console.error });
+  } catch (error) {
+    removeListeners();
+    if (error instanceof StartError) {
+      console.error(`webserver: ${error.message}`);
+      return error.message.startsWith("Invalid ") ? 2 : 1;
+    }
+    throw error;
+  }
+  console.log(`Listening on ${server.url} with ${options.workers} worker${options.workers === 1 ? "" : "s"}`);
+  shutdown = () => void server.shutdown();
+  if (firstSignalAt !== undefined) shutdown();
   await server.finished;
-  for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  removeListeners();
   console.log("Server stopped");
   return 0;
 }

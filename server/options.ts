@@ -148,7 +148,8 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
   let values;
   try {
     ({ values } = parseArgs({
-      args: joinNegativeValues(args),
+      // `deno task start -- --port 1` passes the `--` through; it separates nothing here.
+      args: joinNegativeValues(args[0] === "--" ? args.slice(1) : args),
       strict: true,
       allowPositionals: false,
       options: {

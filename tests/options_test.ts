@@ -46,3 +46,9 @@ Deno.test("parseCli() throws UsageError naming the flag and the value", () => {
   assert.throws(() => parseCli(["--host", ""], noEnv), /Invalid --host/);
   assert.throws(() => parseCli(["--quiet=yes"], noEnv), UsageError);
 });
+
+Deno.test("parseCli() ignores a leading -- (as `deno task start -- --port 1` passes it)", () => {
+  const result = parseCli(["--", "--port", "1"], noEnv);
+  assert.ok(!result.help);
+  assert.equal(result.options.port, 1);
+});
