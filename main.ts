@@ -5,9 +5,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { main } from "./main.ts";
  * // Prints the help and returns the exit code, without starting anything.
- * console.assert((await main(["--help"])) === 0);
+ * assert.ok((await main(["--help"])) === 0);
  * ```
  *
  * @module

@@ -4,8 +4,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { targetPath } from "./mod.ts";
- * console.assert(targetPath("/?q") === "/");
+ * assert.ok(targetPath("/?q") === "/");
  * ```
  *
  * @module

@@ -38,10 +38,11 @@ const METHOD_NOT_ALLOWED = new TextEncoder().encode("405 Method Not Allowed\n");
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sleepSync } from "./routes.ts";
  * const start = performance.now();
  * sleepSync(20);
- * console.assert(performance.now() - start >= 19);
+ * assert.ok(performance.now() - start >= 19);
  * ```
  */
 export function sleepSync(ms: number): void {
@@ -65,10 +66,11 @@ export const NOT_FOUND: Route = (_request, pages) => ({ status: 404, headers: [H
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { targetPath } from "./routes.ts";
- * console.assert(targetPath("/sleep?x=1") === "/sleep");
- * console.assert(targetPath("http://example.com/a") === "/a");
- * console.assert(targetPath("http://example.com") === "/");
+ * assert.ok(targetPath("/sleep?x=1") === "/sleep");
+ * assert.ok(targetPath("http://example.com/a") === "/a");
+ * assert.ok(targetPath("http://example.com") === "/");
  * ```
  */
 export function targetPath(target: string): string {
@@ -88,11 +90,12 @@ export function targetPath(target: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseRequest } from "../http/mod.ts";
  * import { route } from "./routes.ts";
  * const pages = { hello: new Uint8Array([1]), notFound: new Uint8Array([2]) };
  * const request = parseRequest(new TextEncoder().encode("GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"));
- * console.assert(route(request, pages).status === 404);
+ * assert.ok(route(request, pages).status === 404);
  * ```
  */
 export function route(request: ParsedRequest, pages: Pages): RouteResponse {

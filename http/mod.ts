@@ -4,9 +4,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { frameRequest } from "./mod.ts";
  * const result = frameRequest(new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n"));
- * console.assert(result.type === "complete");
+ * assert.ok(result.type === "complete");
  * ```
  *
  * @module

@@ -50,9 +50,10 @@ export class HttpError extends Error {
   /**
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { HttpError } from "./request.ts";
    * const error = new HttpError(400, "Cannot parse request: bad header");
-   * console.assert(error.status === 400);
+   * assert.ok(error.status === 400);
    * ```
    */
   constructor(status: number, message: string) {
@@ -515,10 +516,11 @@ function frameHead(buf: Uint8Array, limits: RequestLimits): RequestHead | undefi
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { frameRequest } from "./request.ts";
  * const bytes = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x");
  * const result = frameRequest(bytes);
- * console.assert(result.type === "complete" && result.end === 27);
+ * assert.ok(result.type === "complete" && result.end === 27);
  * ```
  */
 export function frameRequest(buf: Uint8Array, limits: RequestLimits = DEFAULT_LIMITS): FrameResult {
@@ -549,12 +551,13 @@ export function frameRequest(buf: Uint8Array, limits: RequestLimits = DEFAULT_LI
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseRequest } from "./request.ts";
  * const bytes = new TextEncoder().encode(
  *   "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
  * );
  * const request = parseRequest(bytes);
- * console.assert(new TextDecoder().decode(request.bodyBytes) === "hi");
+ * assert.ok(new TextDecoder().decode(request.bodyBytes) === "hi");
  * ```
  */
 export function parseRequest(bytes: Uint8Array, limits: RequestLimits = DEFAULT_LIMITS): ParsedRequest {

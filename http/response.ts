@@ -57,8 +57,9 @@ let cachedDate = "";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { httpDate } from "./response.ts";
- * console.assert(httpDate().endsWith(" GMT"));
+ * assert.ok(httpDate().endsWith(" GMT"));
  * ```
  */
 export function httpDate(now: number = Date.now()): string {
@@ -75,9 +76,10 @@ export function httpDate(now: number = Date.now()): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { serializeResponse } from "./response.ts";
  * const bytes = serializeResponse({ status: 404, body: new TextEncoder().encode("no") });
- * console.assert(new TextDecoder().decode(bytes).startsWith("HTTP/1.1 404 Not Found\r\n"));
+ * assert.ok(new TextDecoder().decode(bytes).startsWith("HTTP/1.1 404 Not Found\r\n"));
  * ```
  */
 export function serializeResponse(parts: ResponseParts): Uint8Array {
@@ -101,9 +103,10 @@ export function serializeResponse(parts: ResponseParts): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { errorResponse } from "./response.ts";
  * const text = new TextDecoder().decode(errorResponse(400));
- * console.assert(text.includes("Connection: close"));
+ * assert.ok(text.includes("Connection: close"));
  * ```
  */
 export function errorResponse(status: number, extraHeaders: Array<[string, string]> = []): Uint8Array {

@@ -6,10 +6,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ThreadPool } from "./mod.ts";
  * const url = new URL("../tests/fixtures/double_worker.ts", import.meta.url);
  * await using pool = new ThreadPool<number, number>(1, url);
- * console.assert((await pool.execute(21)) === 42);
+ * assert.ok((await pool.execute(21)) === 42);
  * ```
  *
  * @module

@@ -15,7 +15,20 @@
  */
 import type { FromWorker, SerializedError, ToWorker } from "./_messages.ts";
 
-/** Options for {@linkcode ThreadPool}; each default is in {@linkcode DEFAULT_POOL_OPTIONS}. */
+/**
+ * Options for {@linkcode ThreadPool}; each default is in {@linkcode DEFAULT_POOL_OPTIONS}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ThreadPool, type ThreadPoolOptions } from "./thread_pool.ts";
+ * const stopped: number[] = [];
+ * const options: ThreadPoolOptions = { name: "doubler", onWorkerStop: (id) => stopped.push(id) };
+ * const pool = new ThreadPool(2, new URL("../tests/fixtures/double_worker.ts", import.meta.url), options);
+ * await pool.close();
+ * assert.deepEqual(stopped, [0, 1]);
+ * ```
+ */
 export interface ThreadPoolOptions {
   /**
    * Sent once to every worker (structured-cloned) and given to its setup.
@@ -39,7 +52,17 @@ export interface ThreadPoolOptions {
   onWorkerReplaced?: (id: number, reason: Error) => void;
 }
 
-/** Options for one {@linkcode ThreadPool.execute} call. */
+/**
+ * Options for one {@linkcode ThreadPool.execute} call.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ThreadPool } from "./thread_pool.ts";
+ * await using pool = new ThreadPool<number, number>(1, new URL("../tests/fixtures/double_worker.ts", import.meta.url));
+ * assert.equal(await pool.execute(5, { timeout: 10_000 }), 10);
+ * ```
+ */
 export interface ExecuteOptions {
   /** Objects whose ownership moves to the worker with the job. */
   transfer?: Transferable[];
@@ -51,7 +74,16 @@ export interface ExecuteOptions {
   timeout?: number;
 }
 
-/** The default of every {@linkcode ThreadPoolOptions} field. */
+/**
+ * The default of every {@linkcode ThreadPoolOptions} field.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_POOL_OPTIONS } from "./thread_pool.ts";
+ * assert.equal(DEFAULT_POOL_OPTIONS.name, "worker");
+ * ```
+ */
 export const DEFAULT_POOL_OPTIONS: Readonly<Required<ThreadPoolOptions>> = Object.freeze({
   data: undefined,
   name: "worker",
@@ -64,8 +96,9 @@ export class JobTimeoutError extends Error {
   /**
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { JobTimeoutError } from "./thread_pool.ts";
-   * console.assert(new JobTimeoutError(100).name === "JobTimeoutError");
+   * assert.ok(new JobTimeoutError(100).name === "JobTimeoutError");
    * ```
    */
   constructor(ms: number) {
@@ -79,8 +112,9 @@ export class WorkerCrashError extends Error {
   /**
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { WorkerCrashError } from "./thread_pool.ts";
-   * console.assert(new WorkerCrashError(0, "boom").message === "Worker 0 crashed: boom");
+   * assert.ok(new WorkerCrashError(0, "boom").message === "Worker 0 crashed: boom");
    * ```
    */
   constructor(id: number, detail: string) {
@@ -122,12 +156,13 @@ function jobError(error: SerializedError): Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ThreadPool } from "./thread_pool.ts";
  * // tests/fixtures/double_worker.ts runs `runJobs((n: number) => n * 2)`.
  * const url = new URL("../tests/fixtures/double_worker.ts", import.meta.url);
  * await using pool = new ThreadPool<number, number>(2, url);
  * const results = await Promise.all([1, 2, 3].map((n) => pool.execute(n)));
- * console.assert(results.join() === "2,4,6");
+ * assert.ok(results.join() === "2,4,6");
  * ```
  */
 export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposable {

@@ -6,7 +6,15 @@
  */
 import { type FromWorker, serializeError, type ToWorker } from "./_messages.ts";
 
-/** What a worker knows about itself. */
+/** What a worker knows about itself. *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { WorkerContext } from "./worker.ts";
+ * const context: WorkerContext<{ root: string }> = { id: 0, data: { root: "/srv" } };
+ * assert.equal(context.data.root, "/srv");
+ * ```
+ */
 export interface WorkerContext<Data = unknown> {
   /** The worker's id in its pool, from 0 to size - 1. */
   id: number;
@@ -14,13 +22,33 @@ export interface WorkerContext<Data = unknown> {
   data: Data;
 }
 
-/** The function a worker module runs for each job. */
+/**
+ * The function a worker module runs for each job.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { JobHandler } from "./worker.ts";
+ * const double: JobHandler<number, number> = (n) => n * 2;
+ * assert.equal(double(2, { id: 0, data: undefined }), 4);
+ * ```
+ */
 export type JobHandler<Job, Result, Data = unknown> = (
   job: Job,
   context: WorkerContext<Data>,
 ) => Result | Promise<Result>;
 
-/** Options for {@linkcode runJobs}. */
+/**
+ * Options for {@linkcode runJobs}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RunJobsOptions } from "./worker.ts";
+ * const options: RunJobsOptions<Uint8Array> = { transfer: (bytes) => [bytes.buffer as ArrayBuffer] };
+ * assert.equal(options.transfer!(new Uint8Array(4)).length, 1);
+ * ```
+ */
 export interface RunJobsOptions<Result, Data = unknown> {
   /**
    * Runs once with the worker's context before the worker reports ready; a
@@ -45,10 +73,15 @@ interface WorkerScope {
  * @param options A setup step and what to transfer; see {@linkcode RunJobsOptions}.
  *
  * @example
- * ```ts ignore
- * // double_worker.ts, loaded by `new ThreadPool(2, new URL("./double_worker.ts", import.meta.url))`
- * import { runJobs } from "./pool/worker.ts";
- * runJobs((n: number) => n * 2);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ThreadPool } from "./thread_pool.ts";
+ * // tests/fixtures/double_worker.ts is a worker module of two lines:
+ * //   import { runJobs } from "../../pool/worker.ts";
+ * //   runJobs((n: number) => n * 2);
+ * const url = new URL("../tests/fixtures/double_worker.ts", import.meta.url);
+ * await using pool = new ThreadPool<number, number>(1, url);
+ * assert.equal(await pool.execute(4), 8);
  * ```
  */
 export function runJobs<Job, Result, Data = unknown>(

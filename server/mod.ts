@@ -5,10 +5,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DEFAULTS, startServer } from "./mod.ts";
  * const server = await startServer({ ...DEFAULTS, port: 0, workers: 1, quiet: true }, { info: () => {} });
  * const response = await fetch(server.url);
- * console.assert(response.status === 200);
+ * assert.ok(response.status === 200);
  * await response.body?.cancel();
  * await server.shutdown();
  * ```
@@ -36,8 +37,9 @@ export class StartError extends Error {
   /**
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { StartError } from "./mod.ts";
-   * console.assert(new StartError("Cannot listen").name === "StartError");
+   * assert.ok(new StartError("Cannot listen").name === "StartError");
    * ```
    */
   constructor(message: string) {
@@ -194,9 +196,10 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatLogLine } from "./mod.ts";
  * const line = formatLogLine({ method: "GET", target: "/", status: 200, bytes: 10, ms: 1.234, workerId: 2 });
- * console.assert(line === "GET / 200 10B 1.23ms worker 2");
+ * assert.ok(line === "GET / 200 10B 1.23ms worker 2");
  * ```
  */
 export function formatLogLine(entry: RequestLogEntry): string {

@@ -43,8 +43,9 @@ export class UsageError extends Error {
   /**
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { UsageError } from "./options.ts";
-   * console.assert(new UsageError("Unknown flag --x").name === "UsageError");
+   * assert.ok(new UsageError("Unknown flag --x").name === "UsageError");
    * ```
    */
   constructor(message: string) {
@@ -100,8 +101,9 @@ export const FLAGS: readonly FlagDoc[] = [
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { helpText } from "./options.ts";
- * console.assert(helpText().includes("--workers"));
+ * assert.ok(helpText().includes("--workers"));
  * ```
  */
 export function helpText(): string {
@@ -139,9 +141,10 @@ export type CliResult = { help: true } | { help: false; options: ServerOptions }
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseCli } from "./options.ts";
  * const result = parseCli(["--port", "0", "--workers=2"], () => undefined);
- * console.assert(!result.help && result.options.port === 0 && result.options.workers === 2);
+ * assert.ok(!result.help && result.options.port === 0 && result.options.workers === 2);
  * ```
  */
 export function parseCli(args: string[], env: (name: string) => string | undefined): CliResult {
