@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { helpText, parseCli, StartError, startServer, UsageError } from "./server/mod.ts";
+import { helpText, parseCli, type Server, StartError, type StartHooks, startServer, UsageError } from "./server/mod.ts";
 
 // `deno task` forwards the terminal's Ctrl-C to the server, so one keypress can
 // arrive twice a few milliseconds apart; a repeat inside this window is the same press.
@@ -33,9 +33,10 @@ function readEnv(name: string): string | undefined {
 /**
  * Runs the server with the given arguments and resolves to the exit code:
  * 0 after a graceful shutdown or `--help`, 1 when the server cannot start,
- * 2 for a bad command line.
+ * 2 for a bad command line. `hooks` lets an embedding program (or a test)
+ * swap the worker module.
  */
-export async function main(args: string[]): Promise<number> {
+export async function main(args: string[], hooks: StartHooks = {}): Promise<number> {
   let cli;
   try {
     cli = parseCli(args, readEnv);
@@ -54,13 +55,13 @@ export async function main(args: string[]): Promise<number> {
 
   // Listen for signals before the start-up line, so a signal right after it is never missed.
   let firstSignalAt: number | undefined;
-  let shutdown: (() => void) | undefined;
+  let server: Server | undefined;
   const onSignal = (signal: ShutdownSignal) => {
     const now = performance.now();
     if (firstSignalAt === undefined) {
       firstSignalAt = now;
       console.log(`Received ${signal}: shutting down gracefully (send it again to exit at once)`);
-      shutdown?.();
+      server?.shutdown();
     } else if (now - firstSignalAt > REPEAT_SIGNAL_WINDOW_MS) {
       console.log(`Received ${signal} again: exiting now`);
       Deno.exit(SIGNAL_EXIT_CODES[signal]);
@@ -75,9 +76,8 @@ export async function main(args: string[]): Promise<number> {
     for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
   };
 
-  let server;
   try {
-    server = await startServer(options, { info: console.log, error: console.error });
+    server = await startServer(options, { info: console.log, error: console.error }, hooks);
   } catch (error) {
     removeListeners();
     if (error instanceof StartError) {
@@ -87,8 +87,7 @@ export async function main(args: string[]): Promise<number> {
     throw error;
   }
   console.log(`Listening on ${server.url} with ${options.workers} worker${options.workers === 1 ? "" : "s"}`);
-  shutdown = () => void server.shutdown();
-  if (firstSignalAt !== undefined) shutdown();
+  if (firstSignalAt !== undefined) server.shutdown();
   await server.finished;
   removeListeners();
   console.log("Server stopped");

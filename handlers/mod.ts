@@ -11,7 +11,10 @@
  *
  * @module
  */
+import type { RequestLimits } from "../http/mod.ts";
+
 export * from "./routes.ts";
+export * from "./job.ts";
 
 /** One request on its way to a worker. */
 export interface HandlerJob {
@@ -37,4 +40,6 @@ export interface HandlerResult {
 export interface HandlerData {
   /** The static root folder, an absolute path. */
   root: string;
+  /** The limits the main thread framed requests with. */
+  limits: RequestLimits;
 }

@@ -4,34 +4,16 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { errorResponse, HttpError, parseRequest, serializeResponse } from "../http/mod.ts";
 import { runJobs } from "../pool/worker.ts";
+import { handleJob, loadPages } from "./job.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "./mod.ts";
-import { type Pages, route } from "./routes.ts";
+import type { Pages } from "./routes.ts";
 
-let pages: Pages | undefined;
+let pages: Pages;
 
-function handle(job: HandlerJob, workerId: number): HandlerResult {
-  let request;
-  try {
-    request = parseRequest(job.bytes);
-  } catch (error) {
-    if (!(error instanceof HttpError)) throw error;
-    return { bytes: errorResponse(error.status), status: error.status, workerId, close: true };
-  }
-  const response = route(request, pages!);
-  const bytes = serializeResponse({ ...response, omitBody: request.method === "HEAD", close: job.close });
-  return { bytes, status: response.status, workerId, close: job.close };
-}
-
-runJobs<HandlerJob, HandlerResult, HandlerData>((job, { id }) => handle(job, id), {
+runJobs<HandlerJob, HandlerResult, HandlerData>((job, { id, data }) => handleJob(job, id, pages, data.limits), {
   setup: async ({ data }) => {
-    const [hello, notFound] = await Promise.all([
-      Deno.readFile(join(data.root, "hello.html")),
-      Deno.readFile(join(data.root, "404.html")),
-    ]);
-    pages = { hello, notFound };
+    pages = await loadPages(data.root);
   },
   transfer: (result) => [result.bytes.buffer as ArrayBuffer],
 });

@@ -41,6 +41,12 @@ export interface ThreadPoolOptions {
    */
   name?: string;
   /**
+   * Most jobs that may wait for a worker; past it {@linkcode ThreadPool.execute}
+   * rejects at once with {@linkcode QueueFullError}.
+   * @default {Infinity}
+   */
+  maxQueue?: number;
+  /**
    * Called just before each worker is stopped by {@linkcode ThreadPool.close}.
    * @default {() => {}}
    */
@@ -87,6 +93,7 @@ export interface ExecuteOptions {
 export const DEFAULT_POOL_OPTIONS: Readonly<Required<ThreadPoolOptions>> = Object.freeze({
   data: undefined,
   name: "worker",
+  maxQueue: Infinity,
   onWorkerStop: () => {},
   onWorkerReplaced: () => {},
 });
@@ -104,6 +111,22 @@ export class JobTimeoutError extends Error {
   constructor(ms: number) {
     super(`Job timed out after ${ms} ms`);
     this.name = "JobTimeoutError";
+  }
+}
+
+/** The queue already holds `maxQueue` jobs; the job was not queued. */
+export class QueueFullError extends Error {
+  /**
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { QueueFullError } from "./thread_pool.ts";
+   * assert.equal(new QueueFullError(8).message, "Cannot queue job: 8 jobs are already waiting");
+   * ```
+   */
+  constructor(maxQueue: number) {
+    super(`Cannot queue job: ${maxQueue} jobs are already waiting`);
+    this.name = "QueueFullError";
   }
 }
 
@@ -197,6 +220,10 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     }
     this.#url = new URL(url);
     this.#options = { ...DEFAULT_POOL_OPTIONS, ...options };
+    const { maxQueue } = this.#options;
+    if (maxQueue !== Infinity && (!Number.isInteger(maxQueue) || maxQueue < 0)) {
+      throw new RangeError(`Cannot create pool: maxQueue must be a non-negative integer, got ${maxQueue}`);
+    }
     // A failed start-up is reported through `ready`; this keeps it from being unhandled.
     this.#ready.promise.catch(() => {});
     for (let id = 0; id < size; id++) this.#slots.push(this.#spawn(id));
@@ -226,12 +253,16 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
    * Queues a job; it runs on the first idle worker.
    *
    * @returns The worker's result. Rejects with the handler's error, with
-   *   {@linkcode JobTimeoutError}, with {@linkcode WorkerCrashError}, or when
-   *   the pool is closing.
+   *   {@linkcode JobTimeoutError}, with {@linkcode WorkerCrashError}, with
+   *   {@linkcode QueueFullError}, or when the pool is closing.
    */
   execute(job: Job, options: ExecuteOptions = {}): Promise<Result> {
     if (this.#closing) return Promise.reject(new Error("Cannot execute job: pool is closed"));
     if (this.#broken) return Promise.reject(this.#broken);
+    // A job that an idle worker takes at once never waits, so it does not count against the bound.
+    if (this.queued >= this.#options.maxQueue && this.#idle.length === 0) {
+      return Promise.reject(new QueueFullError(this.#options.maxQueue));
+    }
     const { promise, resolve, reject } = Promise.withResolvers<Result>();
     this.#queue.push({ seq: this.#seq++, job, options, resolve: resolve as (r: unknown) => void, reject });
     this.#dispatch();

@@ -10,6 +10,10 @@
  * the server's life stops the reading; the connection closes once the chain
  * has written everything before that point.
  *
+ * Timeouts are deadlines, not timers: each connection records when its
+ * current wait must end (headers, body, or idle keep-alive), and the server
+ * sweeps all connections a few times a second with {@linkcode Connection.checkDeadline}.
+ *
  * @module
  */
 import { errorResponse, frameRequest, type RequestLimits } from "../http/mod.ts";
@@ -29,6 +33,7 @@ export type Admission = "yes" | "last" | "no";
 /** What a connection needs from its server. */
 export interface ConnectionHost {
   readonly limits: RequestLimits;
+  readonly timeouts: ConnectionTimeouts;
   /** Asks to start one more request. */
   admit(): Admission;
   /** Runs one request on the pool. */
@@ -38,6 +43,18 @@ export interface ConnectionHost {
   /** Reports an unexpected failure (never a client's fault). */
   logError(message: string, error: unknown): void;
 }
+
+/** How long a connection may wait for each thing, in milliseconds. */
+export interface ConnectionTimeouts {
+  /** From a request's first byte to the end of its header section. */
+  header: number;
+  /** From the end of the header section to the end of the body. */
+  body: number;
+  /** With nothing in flight and nothing received, between requests. */
+  keepAlive: number;
+}
+
+type Waiting = "none" | "first" | "idle" | "header" | "body";
 
 /** What the log records about one request. */
 export interface RequestLogEntry {
@@ -57,6 +74,12 @@ export class Connection {
   #inflight = 0;
   #closed = false;
   #closeWhenIdle = false;
+  #stopReading = false;
+  // Bytes received that do not yet make a whole request.
+  #pending: Uint8Array = new Uint8Array(0);
+  #waiting: Waiting = "first";
+  #deadline: number;
+  #headSeen = false;
   /** Settles when the connection has closed. */
   readonly done: Promise<void>;
 
@@ -70,6 +93,8 @@ export class Connection {
   constructor(conn: Deno.Conn, host: ConnectionHost) {
     this.#conn = conn;
     this.#host = host;
+    // A client that connects and sends nothing gets the header timeout, then a silent close.
+    this.#deadline = performance.now() + host.timeouts.header;
     this.done = this.#serve();
   }
 
@@ -79,23 +104,66 @@ export class Connection {
     if (this.#inflight === 0) this.#close();
   }
 
+  /**
+   * Acts on a passed deadline: an idle connection is closed; a request whose
+   * headers or body are late gets 408 and the connection closes after it.
+   */
+  checkDeadline(now: number): void {
+    if (now < this.#deadline || this.#closed || this.#stopReading) return;
+    this.#deadline = Infinity;
+    if (this.#waiting === "header" || this.#waiting === "body") {
+      this.#stopReading = true;
+      const bytes = errorResponse(408);
+      this.#respond("-", "-", Promise.resolve({ bytes, status: 408, workerId: undefined, close: true }));
+    } else if (this.#inflight === 0) {
+      this.#close();
+    }
+  }
+
+  // Sets what the connection waits for and until when, after any change of state.
+  #updateDeadline(): void {
+    const now = performance.now();
+    const { timeouts } = this.#host;
+    if (this.#pending.length > 0) {
+      if (this.#waiting !== "header" && this.#waiting !== "body") {
+        this.#waiting = "header";
+        this.#deadline = now + timeouts.header;
+      }
+      if (this.#headSeen && this.#waiting === "header") {
+        this.#waiting = "body";
+        this.#deadline = now + timeouts.body;
+      }
+    } else if (this.#inflight > 0) {
+      this.#waiting = "none";
+      this.#deadline = Infinity;
+    } else if (this.#waiting !== "idle") {
+      this.#waiting = "idle";
+      this.#deadline = now + timeouts.keepAlive;
+    }
+  }
+
   async #serve(): Promise<void> {
     const chunk = new Uint8Array(READ_SIZE);
-    let pending: Uint8Array = new Uint8Array(0);
     let continued = false;
     try {
-      reading: for (;;) {
+      reading: while (!this.#stopReading) {
         let n: number | null;
         try {
           n = await this.#conn.read(chunk);
         } catch {
           break; // reset by the peer, or closed by us
         }
-        if (n === null || this.#closed) break;
-        pending = pending.length === 0 ? chunk.slice(0, n) : concat(pending, chunk.subarray(0, n));
-        while (pending.length > 0) {
-          const framed = frameRequest(pending, this.#host.limits);
+        if (n === null || this.#closed || this.#stopReading) break;
+        const pending = this.#pending;
+        this.#pending = pending.length === 0 ? chunk.slice(0, n) : concat(pending, chunk.subarray(0, n));
+        this.#updateDeadline();
+        while (this.#pending.length > 0) {
+          const framed = frameRequest(this.#pending, this.#host.limits);
           if (framed.type === "incomplete") {
+            if (framed.head && !this.#headSeen) {
+              this.#headSeen = true;
+              this.#updateDeadline();
+            }
             if (framed.head?.expectContinue && !continued) {
               continued = true;
               this.#enqueueWrite(CONTINUE);
@@ -112,10 +180,13 @@ export class Connection {
           if (admission === "no") break reading;
           const { head, end } = framed;
           const close = !head.keepAlive || admission === "last";
-          const job: HandlerJob = { bytes: pending.slice(0, end), close };
-          pending = pending.subarray(end);
+          const job: HandlerJob = { bytes: this.#pending.slice(0, end), close };
+          this.#pending = this.#pending.subarray(end);
           continued = false;
+          this.#headSeen = false;
+          this.#waiting = "none";
           this.#respond(head.method, head.target, this.#host.run(job));
+          this.#updateDeadline();
           if (close) break reading;
           if (this.#inflight >= MAX_PIPELINED) await this.#tail;
         }
@@ -140,6 +211,7 @@ export class Connection {
       );
       const written = await this.#write(out.bytes);
       this.#inflight--;
+      this.#updateDeadline();
       if (written) {
         const ms = performance.now() - start;
         this.#host.logRequest({

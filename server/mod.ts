@@ -16,9 +16,9 @@
  *
  * @module
  */
-import { DEFAULT_LIMITS, type RequestLimits } from "../http/mod.ts";
+import { errorResponse, type RequestLimits } from "../http/mod.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "../handlers/mod.ts";
-import { ThreadPool } from "../pool/mod.ts";
+import { JobTimeoutError, QueueFullError, ThreadPool } from "../pool/mod.ts";
 import { type Admission, Connection, type RequestLogEntry } from "./connection.ts";
 import type { ServerOptions } from "./options.ts";
 
@@ -48,6 +48,12 @@ export class StartError extends Error {
   }
 }
 
+/** Extension points for programs that embed the server (and for tests). */
+export interface StartHooks {
+  /** The worker module; it must call `runJobs` as `handlers/worker.ts` does. */
+  workerUrl?: URL;
+}
+
 /** A running server. */
 export interface Server {
   /** The address really bound. */
@@ -63,6 +69,11 @@ export interface Server {
 const WORKER_URL = new URL("../handlers/worker.ts", import.meta.url);
 // After a failed accept (out of file descriptors, say), wait before the next try.
 const ACCEPT_RETRY_MS = 50;
+// How often connections are checked against their deadlines: timeouts are in
+// seconds, so a quarter second of lateness does not matter.
+const DEADLINE_SWEEP_MS = 250;
+// What an overloaded server asks clients to wait before retrying, in seconds.
+const RETRY_AFTER_SECONDS = "1";
 
 function formatUrl(addr: Deno.NetAddr): string {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
@@ -91,7 +102,11 @@ async function checkRoot(root: string): Promise<void> {
  * @throws {StartError} When the root is not a folder, the address cannot be
  *   bound, or a worker cannot start.
  */
-export async function startServer(options: ServerOptions, logger: Logger): Promise<Server> {
+export async function startServer(
+  options: ServerOptions,
+  logger: Logger,
+  hooks: StartHooks = {},
+): Promise<Server> {
   const logError = logger.error ?? logger.info;
   await checkRoot(options.root);
   let listener: Deno.TcpListener;
@@ -108,8 +123,15 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
     throw new StartError(`Cannot listen on ${where}: ${(error as Error).message}`);
   }
 
-  const pool = new ThreadPool<HandlerJob, HandlerResult>(options.workers, WORKER_URL, {
-    data: { root: options.root } satisfies HandlerData,
+  const limits: RequestLimits = {
+    maxRequestLine: options.maxRequestLine,
+    maxHeaderBytes: options.maxHeaderBytes,
+    maxHeaderCount: options.maxHeaderCount,
+    maxBody: options.maxBody,
+  };
+  const pool = new ThreadPool<HandlerJob, HandlerResult>(options.workers, hooks.workerUrl ?? WORKER_URL, {
+    data: { root: options.root, limits } satisfies HandlerData,
+    maxQueue: options.queue,
     onWorkerStop: (id) => logger.info(`Shutting down worker ${id}`),
     onWorkerReplaced: (id, reason) => logError(`Worker ${id} replaced: ${reason.message}`),
   });
@@ -121,7 +143,6 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
     throw new StartError((error as Error).message);
   }
 
-  const limits: RequestLimits = DEFAULT_LIMITS;
   const connections = new Set<Connection>();
   let admitted = 0;
   let stopping: Promise<void> | undefined;
@@ -139,10 +160,44 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
       }
       return "yes";
     },
-    run: (job: HandlerJob) => pool.execute(job, { transfer: [job.bytes.buffer as ArrayBuffer] }),
+    timeouts: { header: options.headerTimeoutMs, body: options.bodyTimeoutMs, keepAlive: options.keepAliveTimeoutMs },
+    run: (job: HandlerJob) =>
+      pool.execute(job, { transfer: [job.bytes.buffer as ArrayBuffer], timeout: options.handlerTimeoutMs })
+        .catch(failedJob),
     logRequest: options.quiet ? () => {} : (entry: RequestLogEntry) => logger.info(formatLogLine(entry)),
     logError: (message: string, error: unknown) => logError(`${message}: ${describe(error)}`),
   };
+
+  // A request the pool could not answer: the client gets a status, the log gets the reason.
+  function failedJob(error: unknown): HandlerResult {
+    if (error instanceof QueueFullError) {
+      const bytes = errorResponse(503, [["Retry-After", RETRY_AFTER_SECONDS]]);
+      return { bytes, status: 503, workerId: undefined, close: true };
+    }
+    if (error instanceof JobTimeoutError) {
+      return { bytes: errorResponse(503), status: 503, workerId: undefined, close: true };
+    }
+    // The handler threw, or its worker crashed: the stack goes to the log, never to the client.
+    logError(`Handler failed: ${describe(error)}`);
+    return { bytes: errorResponse(500), status: 500, workerId: undefined, close: true };
+  }
+
+  const busy = errorResponse(503, [["Retry-After", RETRY_AFTER_SECONDS]]);
+  function refuse(conn: Deno.TcpConn): void {
+    // Best effort and never awaited: the accept loop must not wait on a client.
+    conn.write(busy).catch(() => {}).finally(() => {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    });
+  }
+
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const connection of connections) connection.checkDeadline(now);
+  }, DEADLINE_SWEEP_MS);
 
   async function acceptLoop(): Promise<void> {
     while (!stopping) {
@@ -159,6 +214,10 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
         conn.close();
         break;
       }
+      if (connections.size >= options.maxConnections) {
+        refuse(conn);
+        continue;
+      }
       try {
         conn.setNoDelay(true);
       } catch {
@@ -171,6 +230,7 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
   }
 
   async function stop(): Promise<void> {
+    clearInterval(sweep);
     try {
       listener.close();
     } catch {

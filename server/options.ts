@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_LIMITS } from "../http/mod.ts";
 
 /** Everything that configures a server; each default is in {@linkcode DEFAULTS}. */
 export interface ServerOptions {
@@ -21,6 +22,26 @@ export interface ServerOptions {
   maxRequests: number | undefined;
   /** Leave out the one-line-per-request log. */
   quiet: boolean;
+  /** Longest request line in bytes (414 beyond). */
+  maxRequestLine: number;
+  /** Largest header section in bytes (431 beyond). */
+  maxHeaderBytes: number;
+  /** Most header fields (431 beyond). */
+  maxHeaderCount: number;
+  /** Largest request body in bytes (413 beyond). */
+  maxBody: number;
+  /** Milliseconds a client has to send a request's header section (408 after). */
+  headerTimeoutMs: number;
+  /** Milliseconds a client has to send a request's body once the headers are in (408 after). */
+  bodyTimeoutMs: number;
+  /** Milliseconds an idle keep-alive connection stays open. */
+  keepAliveTimeoutMs: number;
+  /** Milliseconds a handler may run before its worker is replaced (503). */
+  handlerTimeoutMs: number;
+  /** Most open connections; more get 503 and are closed. */
+  maxConnections: number;
+  /** Most requests waiting for a worker; more get 503 with Retry-After. */
+  queue: number;
 }
 
 /** The default of every option, in one place. */
@@ -33,10 +54,26 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
   root: fileURLToPath(new URL("../static/", import.meta.url)),
   maxRequests: undefined,
   quiet: false,
+  // The protocol limits and their reasons live beside the parser.
+  ...DEFAULT_LIMITS,
+  // nginx's client_header_timeout is 60 s; 10 s is ample for any real client and starves slowloris.
+  headerTimeoutMs: 10_000,
+  // A 1 MiB body at a slow 100 KiB/s arrives in 10 s; 30 s leaves room.
+  bodyTimeoutMs: 30_000,
+  // Browsers reuse idle connections within a few seconds or not at all.
+  keepAliveTimeoutMs: 5_000,
+  // Long enough for any reasonable request (and the 5 s /sleep); a handler past it is stuck.
+  handlerTimeoutMs: 30_000,
+  // About 10 000 open sockets fit easily in this machine's memory and default file limits.
+  maxConnections: 10_000,
+  // A burst of a few thousand requests waits; beyond that, answering 503 at once beats a long wait.
+  queue: 4096,
 });
 
 // More threads than this is a typo, not a configuration: each worker is a V8 isolate.
 const MAX_WORKERS = 1024;
+// A day: longer timeouts are mistakes, and setTimeout cannot go past about 24.8 days anyway.
+const MAX_TIMEOUT_SECONDS = 86_400;
 
 /** A bad command line; the message names the flag and the value. */
 export class UsageError extends Error {
@@ -54,46 +91,170 @@ export class UsageError extends Error {
   }
 }
 
+type Kind = "string" | "boolean" | "integer" | "seconds";
+
 /** One command-line flag, as listed by `--help` and the README. */
 export interface FlagDoc {
+  /** The flag as typed, `--port`. */
   flag: string;
+  /** The option it sets, or `help`. */
+  key: keyof ServerOptions | "help";
+  /** How its value is read. */
+  kind: Kind;
+  /** The value's placeholder in help text. */
   value?: string;
+  /** The environment variable read when the flag is absent. */
   env?: string;
+  /** Smallest accepted value, for numbers. */
+  min?: number;
+  /** Largest accepted value, for numbers. */
+  max?: number;
+  /** The default, as shown to people. */
   defaultText: string;
+  /** What it does. */
   description: string;
 }
 
+const seconds = (ms: number) => `${ms / 1000}`;
+
 /** Every flag the server takes. */
 export const FLAGS: readonly FlagDoc[] = [
-  { flag: "--host", value: "HOST", env: "HOST", defaultText: DEFAULTS.host, description: "Address to listen on" },
+  {
+    flag: "--host",
+    key: "host",
+    kind: "string",
+    value: "HOST",
+    env: "HOST",
+    defaultText: DEFAULTS.host,
+    description: "Address to listen on",
+  },
   {
     flag: "--port",
+    key: "port",
+    kind: "integer",
     value: "N",
     env: "PORT",
+    min: 0,
+    max: 65535,
     defaultText: String(DEFAULTS.port),
     description: "Port; 0 picks a free one",
   },
   {
     flag: "--workers",
+    key: "workers",
+    kind: "integer",
     value: "N",
     env: "WORKERS",
+    min: 1,
+    max: MAX_WORKERS,
     defaultText: String(DEFAULTS.workers),
     description: "Worker threads in the pool",
   },
   {
     flag: "--root",
+    key: "root",
+    kind: "string",
     value: "DIR",
     defaultText: "static/ beside main.ts",
     description: "Folder with hello.html and 404.html",
   },
   {
     flag: "--max-requests",
+    key: "maxRequests",
+    kind: "integer",
     value: "N",
+    min: 1,
     defaultText: "unlimited",
     description: "Serve N requests, then shut down gracefully",
   },
-  { flag: "--quiet", defaultText: "off", description: "Do not log each request" },
-  { flag: "--help", defaultText: "", description: "Print this help and exit" },
+  { flag: "--quiet", key: "quiet", kind: "boolean", defaultText: "off", description: "Do not log each request" },
+  {
+    flag: "--max-request-line",
+    key: "maxRequestLine",
+    kind: "integer",
+    value: "BYTES",
+    min: 16,
+    defaultText: String(DEFAULTS.maxRequestLine),
+    description: "Longest request line; longer gets 414",
+  },
+  {
+    flag: "--max-header-bytes",
+    key: "maxHeaderBytes",
+    kind: "integer",
+    value: "BYTES",
+    min: 16,
+    defaultText: String(DEFAULTS.maxHeaderBytes),
+    description: "Largest header section; larger gets 431",
+  },
+  {
+    flag: "--max-header-count",
+    key: "maxHeaderCount",
+    kind: "integer",
+    value: "N",
+    min: 1,
+    defaultText: String(DEFAULTS.maxHeaderCount),
+    description: "Most header fields; more gets 431",
+  },
+  {
+    flag: "--max-body",
+    key: "maxBody",
+    kind: "integer",
+    value: "BYTES",
+    min: 0,
+    defaultText: `${DEFAULTS.maxBody} (1 MiB)`,
+    description: "Largest request body; larger gets 413",
+  },
+  {
+    flag: "--header-timeout",
+    key: "headerTimeoutMs",
+    kind: "seconds",
+    value: "SECONDS",
+    defaultText: seconds(DEFAULTS.headerTimeoutMs),
+    description: "Time to send the request headers; then 408",
+  },
+  {
+    flag: "--body-timeout",
+    key: "bodyTimeoutMs",
+    kind: "seconds",
+    value: "SECONDS",
+    defaultText: seconds(DEFAULTS.bodyTimeoutMs),
+    description: "Time to send the request body; then 408",
+  },
+  {
+    flag: "--keepalive-timeout",
+    key: "keepAliveTimeoutMs",
+    kind: "seconds",
+    value: "SECONDS",
+    defaultText: seconds(DEFAULTS.keepAliveTimeoutMs),
+    description: "Idle keep-alive connections close after this",
+  },
+  {
+    flag: "--handler-timeout",
+    key: "handlerTimeoutMs",
+    kind: "seconds",
+    value: "SECONDS",
+    defaultText: seconds(DEFAULTS.handlerTimeoutMs),
+    description: "A handler running longer is stopped, 503",
+  },
+  {
+    flag: "--max-connections",
+    key: "maxConnections",
+    kind: "integer",
+    value: "N",
+    min: 1,
+    defaultText: String(DEFAULTS.maxConnections),
+    description: "More open connections get 503",
+  },
+  {
+    flag: "--queue",
+    key: "queue",
+    kind: "integer",
+    value: "N",
+    min: 1,
+    defaultText: String(DEFAULTS.queue),
+    description: "Requests waiting for a worker; more get 503",
+  },
+  { flag: "--help", key: "help", kind: "boolean", defaultText: "", description: "Print this help and exit" },
 ];
 
 /**
@@ -110,7 +271,7 @@ export function helpText(): string {
   const rows = FLAGS.map((f) => {
     const left = f.value ? `${f.flag} ${f.value}` : f.flag;
     const extra = [f.defaultText && `default: ${f.defaultText}`, f.env && `env: ${f.env}`].filter(Boolean).join(", ");
-    return `  ${left.padEnd(20)} ${f.description}${extra ? ` (${extra})` : ""}`;
+    return `  ${left.padEnd(28)} ${f.description}${extra ? ` (${extra})` : ""}`;
   });
   return [
     "webserver: an HTTP/1.1 server whose requests run on a fixed pool of worker threads",
@@ -121,15 +282,39 @@ export function helpText(): string {
   ].join("\n");
 }
 
-function integer(source: string, text: string, min: number, max: number, what: string): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new UsageError(`Invalid ${source}: ${what}, got ${JSON.stringify(text)}`);
-  }
-  return Number(text);
-}
-
 /** The result of reading the command line. */
 export type CliResult = { help: true } | { help: false; options: ServerOptions };
+
+function readValue(flag: FlagDoc, source: string, text: string): string | number | boolean {
+  const fail = (what: string): never => {
+    throw new UsageError(`Invalid ${source}: ${what}, got ${JSON.stringify(text)}`);
+  };
+  switch (flag.kind) {
+    case "string":
+      if (text.trim() === "" || /\s/.test(text)) {
+        fail(flag.key === "root" ? "must be a folder" : "must not be empty or contain spaces");
+      }
+      return text;
+    case "integer": {
+      const min = flag.min ?? 0;
+      const max = flag.max ?? Number.MAX_SAFE_INTEGER;
+      const what = flag.max === undefined
+        ? min === 1 ? "must be a positive integer" : `must be an integer of at least ${min}`
+        : `must be an integer from ${min} to ${max}`;
+      if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) fail(what);
+      return Number(text);
+    }
+    case "seconds": {
+      const what = `must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}`;
+      if (!/^[0-9]+(\.[0-9]+)?$/.test(text)) fail(what);
+      const ms = Math.round(Number(text) * 1000);
+      if (ms < 1 || ms > MAX_TIMEOUT_SECONDS * 1000) fail(what);
+      return ms;
+    }
+    case "boolean":
+      return true;
+  }
+}
 
 /**
  * Reads options from flags, then the environment (`PORT`, `HOST`, `WORKERS`),
@@ -143,12 +328,12 @@ export type CliResult = { help: true } | { help: false; options: ServerOptions }
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseCli } from "./options.ts";
- * const result = parseCli(["--port", "0", "--workers=2"], () => undefined);
- * assert.ok(!result.help && result.options.port === 0 && result.options.workers === 2);
+ * const result = parseCli(["--port", "0", "--workers=2", "--header-timeout", "2.5"], () => undefined);
+ * assert.ok(!result.help && result.options.port === 0 && result.options.headerTimeoutMs === 2500);
  * ```
  */
 export function parseCli(args: string[], env: (name: string) => string | undefined): CliResult {
-  let values;
+  let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       // `deno task start -- --port 1` passes the `--` through; it separates nothing here.
@@ -156,12 +341,9 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
       strict: true,
       allowPositionals: false,
       options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        workers: { type: "string" },
-        root: { type: "string" },
-        "max-requests": { type: "string" },
-        quiet: { type: "boolean" },
+        ...Object.fromEntries(
+          FLAGS.map((f) => [f.flag.slice(2), { type: f.kind === "boolean" ? "boolean" as const : "string" as const }]),
+        ),
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -170,50 +352,23 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
   }
   if (values.help) return { help: true };
 
-  const pick = (flag: string, name: string | undefined, envName: string | undefined) => {
-    if (name !== undefined) return { source: flag, text: name };
-    const fromEnv = envName === undefined ? undefined : env(envName);
-    return fromEnv === undefined || fromEnv === "" ? undefined : { source: envName!, text: fromEnv };
-  };
-
-  const options: ServerOptions = { ...DEFAULTS };
-  const host = pick("--host", values.host, "HOST");
-  if (host) {
-    if (host.text.trim() === "" || /\s/.test(host.text)) {
-      throw new UsageError(`Invalid ${host.source}: must be a host name or address, got ${JSON.stringify(host.text)}`);
+  const options: Record<string, unknown> = { ...DEFAULTS };
+  for (const flag of FLAGS) {
+    if (flag.key === "help") continue;
+    const given = values[flag.flag.slice(2)];
+    if (typeof given === "boolean") {
+      options[flag.key] = given;
+    } else if (given !== undefined) {
+      options[flag.key] = readValue(flag, flag.flag, given);
+    } else if (flag.env !== undefined) {
+      const fromEnv = env(flag.env);
+      if (fromEnv !== undefined && fromEnv !== "") options[flag.key] = readValue(flag, flag.env, fromEnv);
     }
-    options.host = host.text;
   }
-  const port = pick("--port", values.port, "PORT");
-  if (port) options.port = integer(port.source, port.text, 0, 65535, "must be an integer from 0 to 65535");
-  const workers = pick("--workers", values.workers, "WORKERS");
-  if (workers) {
-    options.workers = integer(
-      workers.source,
-      workers.text,
-      1,
-      MAX_WORKERS,
-      `must be an integer from 1 to ${MAX_WORKERS}`,
-    );
-  }
-  if (values.root !== undefined) {
-    if (values.root === "") throw new UsageError(`Invalid --root: must be a folder, got ""`);
-    options.root = values.root;
-  }
-  if (values["max-requests"] !== undefined) {
-    options.maxRequests = integer(
-      "--max-requests",
-      values["max-requests"],
-      1,
-      Number.MAX_SAFE_INTEGER,
-      "must be a positive integer",
-    );
-  }
-  if (values.quiet) options.quiet = true;
-  return { help: false, options };
+  return { help: false, options: options as unknown as ServerOptions };
 }
 
-const VALUE_FLAGS = new Set(FLAGS.filter((f) => f.value).map((f) => f.flag));
+const VALUE_FLAGS = new Set(FLAGS.filter((f) => f.kind !== "boolean").map((f) => f.flag));
 
 // `--workers -1` is a negative value, not a flag: join it as `--workers=-1`
 // so the value check, not the flag parser, explains what is wrong.

@@ -12,14 +12,65 @@ Deno.test("parseCli() gives the defaults for no flags and no environment", () =>
 });
 
 Deno.test("parseCli() reads every flag, in both --flag value and --flag=value forms", () => {
-  const result = parseCli(
-    ["--host", "0.0.0.0", "--port=0", "--workers", "8", "--root", "/tmp", "--max-requests=2", "--quiet"],
-    noEnv,
-  );
+  const result = parseCli([
+    "--host",
+    "0.0.0.0",
+    "--port=0",
+    "--workers",
+    "8",
+    "--root",
+    "/tmp",
+    "--max-requests=2",
+    "--quiet",
+    "--max-request-line",
+    "100",
+    "--max-header-bytes=200",
+    "--max-header-count",
+    "3",
+    "--max-body",
+    "0",
+    "--header-timeout",
+    "1.5",
+    "--body-timeout=2",
+    "--keepalive-timeout",
+    "0.25",
+    "--handler-timeout",
+    "60",
+    "--max-connections",
+    "7",
+    "--queue",
+    "9",
+  ], noEnv);
   assert.deepEqual(result, {
     help: false,
-    options: { host: "0.0.0.0", port: 0, workers: 8, root: "/tmp", maxRequests: 2, quiet: true },
+    options: {
+      host: "0.0.0.0",
+      port: 0,
+      workers: 8,
+      root: "/tmp",
+      maxRequests: 2,
+      quiet: true,
+      maxRequestLine: 100,
+      maxHeaderBytes: 200,
+      maxHeaderCount: 3,
+      maxBody: 0,
+      headerTimeoutMs: 1500,
+      bodyTimeoutMs: 2000,
+      keepAliveTimeoutMs: 250,
+      handlerTimeoutMs: 60_000,
+      maxConnections: 7,
+      queue: 9,
+    },
   });
+});
+
+Deno.test("parseCli() rejects timeouts that are not a positive number of seconds", () => {
+  for (const value of ["0", "-1", "x", "1e3", "0.0001", "100000"]) {
+    assert.throws(
+      () => parseCli(["--header-timeout", value], noEnv),
+      /Invalid --header-timeout: must be a number of seconds/,
+    );
+  }
 });
 
 Deno.test("parseCli() takes PORT, HOST and WORKERS from the environment unless a flag is given", () => {
