@@ -108,9 +108,9 @@ export async function startServer(args: string[] = [], env: Record<string, strin
   }
 }
 
-/** Spawns `main.ts` with exactly `args`, without waiting for anything. */
-export function spawnServer(args: string[], env: Record<string, string> = {}): ServerProcess {
-  const base = START_ARGS;
+/** Spawns `main.ts` (or another entry point) with exactly `args`, without waiting for anything. */
+export function spawnServer(args: string[], env: Record<string, string> = {}, entry = "main.ts"): ServerProcess {
+  const base = START_ARGS.map((word) => word === "main.ts" ? entry : word);
   const child = new Deno.Command(Deno.execPath(), {
     args: [...base, ...args],
     cwd: PROJECT_ROOT,
