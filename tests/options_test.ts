@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DEFAULTS, parseCli, UsageError } from "../server/options.ts";
+import { DEFAULTS, FLAGS, parseCli, UsageError } from "../server/options.ts";
 
 const noEnv = () => undefined;
 
@@ -102,4 +102,13 @@ Deno.test("parseCli() ignores a leading -- (as `deno task start -- --port 1` pas
   const result = parseCli(["--", "--port", "1"], noEnv);
   assert.ok(!result.help);
   assert.equal(result.options.port, 1);
+});
+
+Deno.test("the README's flag table lists every flag with its default", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  for (const flag of FLAGS) {
+    const row = readme.split("\n").find((line) => line.startsWith(`| \`${flag.flag}`));
+    assert.ok(row, `README has no row for ${flag.flag}`);
+    assert.ok(row.includes(flag.defaultText), `README row for ${flag.flag} does not show ${flag.defaultText}`);
+  }
 });
