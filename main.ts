@@ -95,5 +95,10 @@ export async function main(args: string[], hooks: StartHooks = {}): Promise<numb
 }
 
 if (import.meta.main) {
+  // A bug in one connection's code must not end the process and every other connection with it.
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    console.error(`Unhandled rejection: ${event.reason instanceof Error ? event.reason.stack : event.reason}`);
+  });
   Deno.exit(await main(Deno.args));
 }
