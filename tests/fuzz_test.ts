@@ -7,7 +7,7 @@ import { get, request, startServer, STATIC_ROOT } from "./_server.ts";
 
 const HELLO = await Deno.readTextFile(`${STATIC_ROOT}hello.html`);
 
-const CASES = Number(Deno.env.get("FUZZ_CASES") ?? 2000);
+const CASES = Number(Deno.env.get("FUZZ_CASES") ?? 5000);
 const CONCURRENCY = 16;
 // From the first byte written to the server's answer or close.
 const CASE_MS = 3000;
