@@ -57,6 +57,11 @@ export function handleJob(
     return { bytes: errorResponse(error.status), status: error.status, workerId, close: true };
   }
   const response = route(request, pages);
-  const bytes = serializeResponse({ ...response, omitBody: request.method === "HEAD", close: job.close });
+  const bytes = serializeResponse({
+    ...response,
+    omitBody: request.method === "HEAD",
+    close: job.close,
+    keepAlive: request.version === "HTTP/1.0",
+  });
   return { bytes, status: response.status, workerId, close: job.close };
 }

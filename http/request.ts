@@ -89,9 +89,19 @@ export interface RequestHead {
   headEnd: number;
 }
 
+/**
+ * How far the framer got through an incomplete request; passing it back to
+ * {@linkcode frameRequest} with the same bytes plus more goes on from there
+ * instead of starting over, so framing a body costs time linear in its size.
+ */
+export interface FrameProgress {
+  readonly head: RequestHead;
+  readonly cursor: Readonly<ChunkCursor>;
+}
+
 /** The framer's answer for the bytes seen so far. */
 export type FrameResult =
-  | { readonly type: "incomplete"; readonly head?: RequestHead }
+  | { readonly type: "incomplete"; readonly head?: RequestHead; readonly progress?: FrameProgress }
   | { readonly type: "complete"; readonly head: RequestHead; readonly end: number }
   | { readonly type: "error"; readonly error: HttpError };
 
@@ -130,6 +140,9 @@ for (let i = 0; i < 6; i++) HEX[0x41 + i] = HEX[0x61 + i] = 10 + i;
 
 // A chunk size of 15 hex digits already exceeds any body limit we accept.
 const MAX_CHUNK_SIZE_DIGITS = 15;
+// Bytes of chunk framing (size lines, extensions, CR LF) allowed beside the data:
+// thousands of ordinary chunks, but never megabytes of extensions around a tiny body.
+const MAX_CHUNK_FRAMING = 64 * 1024;
 // Transfer codings we recognise but do not decode: answered 501, not 400.
 const KNOWN_CODINGS = new Set(["gzip", "x-gzip", "deflate", "compress", "x-compress", "br", "zstd"]);
 
@@ -384,19 +397,36 @@ function parseFields(
   }
 }
 
+/** Where a chunked body's walk stopped, so the next call goes on from there. */
+interface ChunkCursor {
+  /** Offset of the next chunk-size line. */
+  pos: number;
+  /** Data bytes seen so far. */
+  total: number;
+}
+
 /**
- * Walks a chunked body starting at `start`. Returns the offset just after the
- * trailer section, or -1 when more bytes are needed. When `out` is given, the
- * chunk data is appended to it.
+ * Walks a chunked body from `cursor`, which it advances past each whole chunk.
+ * Returns the offset just after the trailer section, or -1 when more bytes are
+ * needed. When `out` is given, the chunk data is appended to it.
  */
-function walkChunks(buf: Uint8Array, start: number, limits: RequestLimits, out?: Uint8Array[]): number {
-  let pos = start;
-  let total = 0;
+function walkChunks(
+  buf: Uint8Array,
+  bodyStart: number,
+  cursor: ChunkCursor,
+  limits: RequestLimits,
+  out?: Uint8Array[],
+): number {
   for (;;) {
+    const { pos } = cursor;
     const lineEnd = findLineEnd(buf, pos, "chunk size");
     const lineLength = lineEnd === -1 ? buf.length - pos - (buf[buf.length - 1] === CR ? 1 : 0) : lineEnd - pos;
     if (lineLength > limits.maxRequestLine) {
       throw new HttpError(400, `Cannot parse chunk size: line exceeds ${limits.maxRequestLine} bytes`);
+    }
+    // Size lines, extensions and CR LFs count too, so a body cannot be mostly framing.
+    if (pos + lineLength - bodyStart - cursor.total > MAX_CHUNK_FRAMING) {
+      throw new HttpError(413, `Cannot accept request: chunk framing exceeds ${MAX_CHUNK_FRAMING} bytes`);
     }
     if (lineEnd === -1) return -1;
     let i = pos;
@@ -410,20 +440,21 @@ function walkChunks(buf: Uint8Array, start: number, limits: RequestLimits, out?:
     if (i === pos) throw new HttpError(400, "Cannot parse chunk size: not a hexadecimal number");
     if (i - significant > MAX_CHUNK_SIZE_DIGITS) throw new HttpError(400, "Cannot parse chunk size: too large");
     checkChunkExtensions(buf, i, lineEnd);
-    pos = lineEnd + 2;
+    const dataStart = lineEnd + 2;
     if (size === 0) {
-      return parseFields(buf, pos, limits, () => {});
+      // The trailer section is re-read until complete; it is bounded by maxHeaderBytes.
+      return parseFields(buf, dataStart, limits, () => {});
     }
-    total += size;
-    if (total > limits.maxBody) {
+    if (cursor.total + size > limits.maxBody) {
       throw new HttpError(413, `Cannot accept request: chunked body exceeds the limit of ${limits.maxBody} bytes`);
     }
-    if (buf.length < pos + size + 2) return -1;
-    if (buf[pos + size] !== CR || buf[pos + size + 1] !== LF) {
+    if (buf.length < dataStart + size + 2) return -1;
+    if (buf[dataStart + size] !== CR || buf[dataStart + size + 1] !== LF) {
       throw new HttpError(400, "Cannot parse chunk: data is not followed by CR LF");
     }
-    out?.push(buf.subarray(pos, pos + size));
-    pos += size + 2;
+    out?.push(buf.subarray(dataStart, dataStart + size));
+    cursor.pos = dataStart + size + 2;
+    cursor.total += size;
   }
 }
 
@@ -512,6 +543,7 @@ function frameHead(buf: Uint8Array, limits: RequestLimits): RequestHead | undefi
  *
  * @param buf The bytes received so far, starting at the first byte of a request.
  * @param limits The size limits to enforce.
+ * @param progress What an earlier call on a prefix of the same bytes returned, to go on from there.
  * @returns Whether the request is incomplete, complete (and its length), or invalid.
  *
  * @example
@@ -523,18 +555,25 @@ function frameHead(buf: Uint8Array, limits: RequestLimits): RequestHead | undefi
  * assert.ok(result.type === "complete" && result.end === 27);
  * ```
  */
-export function frameRequest(buf: Uint8Array, limits: RequestLimits = DEFAULT_LIMITS): FrameResult {
+export function frameRequest(
+  buf: Uint8Array,
+  limits: RequestLimits = DEFAULT_LIMITS,
+  progress?: FrameProgress,
+): FrameResult {
   try {
-    const head = frameHead(buf, limits);
+    const head = progress?.head ?? frameHead(buf, limits);
     if (head === undefined) return { type: "incomplete" };
     const { body, headEnd } = head;
     if (body.kind === "none") return { type: "complete", head, end: headEnd };
     if (body.kind === "length") {
       const end = headEnd + body.length;
-      return buf.length >= end ? { type: "complete", head, end } : { type: "incomplete", head };
+      return buf.length >= end
+        ? { type: "complete", head, end }
+        : { type: "incomplete", head, progress: { head, cursor: { pos: headEnd, total: 0 } } };
     }
-    const end = walkChunks(buf, headEnd, limits);
-    return end === -1 ? { type: "incomplete", head } : { type: "complete", head, end };
+    const cursor = { ...(progress?.cursor ?? { pos: headEnd, total: 0 }) };
+    const end = walkChunks(buf, headEnd, cursor, limits);
+    return end === -1 ? { type: "incomplete", head, progress: { head, cursor } } : { type: "complete", head, end };
   } catch (error) {
     if (error instanceof HttpError) return { type: "error", error };
     throw error;
@@ -570,7 +609,7 @@ export function parseRequest(bytes: Uint8Array, limits: RequestLimits = DEFAULT_
   if (head.body.kind === "length") return { ...head, bodyBytes: bytes.subarray(head.headEnd, result.end) };
   if (head.body.kind === "none") return { ...head, bodyBytes: new Uint8Array(0) };
   const parts: Uint8Array[] = [];
-  walkChunks(bytes, head.headEnd, limits, parts);
+  walkChunks(bytes, head.headEnd, { pos: head.headEnd, total: 0 }, limits, parts);
   const bodyBytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const part of parts) {

@@ -46,6 +46,8 @@ export interface ResponseParts {
   omitBody?: boolean;
   /** Add `Connection: close`. */
   close?: boolean;
+  /** Add `Connection: keep-alive`, which an HTTP/1.0 client needs to keep the connection (RFC 9112 section 9.3). */
+  keepAlive?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -83,11 +85,12 @@ export function httpDate(now: number = Date.now()): string {
  * ```
  */
 export function serializeResponse(parts: ResponseParts): Uint8Array {
-  const { status, headers = [], body, omitBody = false, close = false } = parts;
+  const { status, headers = [], body, omitBody = false, close = false, keepAlive = false } = parts;
   let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Unknown"}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   head += `Content-Length: ${body?.length ?? 0}\r\nDate: ${httpDate()}\r\nServer: ${SERVER_NAME}\r\n`;
   if (close) head += "Connection: close\r\n";
+  else if (keepAlive) head += "Connection: keep-alive\r\n";
   head += "\r\n";
   const headBytes = encoder.encode(head);
   if (body === undefined || omitBody || body.length === 0) return headBytes;

@@ -146,6 +146,9 @@ export class WorkerCrashError extends Error {
   }
 }
 
+// After a replacement worker fails to start, wait this long before trying again.
+const RESPAWN_DELAY_MS = 1000;
+
 interface Task {
   seq: number;
   job: unknown;
@@ -200,6 +203,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   #drained: (() => void) | undefined;
   #readyCount = 0;
   #broken: Error | undefined;
+  #started = false;
   #ready: PromiseWithResolvers<void> = Promise.withResolvers();
 
   /**
@@ -320,7 +324,10 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     switch (message.type) {
       case "ready":
         slot.ready = true;
-        if (++this.#readyCount === this.size) this.#ready.resolve();
+        if (++this.#readyCount === this.size && !this.#started) {
+          this.#started = true;
+          this.#ready.resolve();
+        }
         this.#idle.push(slot);
         this.#dispatch();
         break;
@@ -357,6 +364,17 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     this.#finish(slot);
     const idleAt = this.#idle.indexOf(slot);
     if (idleAt !== -1) this.#idle.splice(idleAt, 1);
+    if (!slot.ready && this.#started) {
+      // A replacement failed to start (a file briefly unreadable, say): try again shortly,
+      // while the other workers carry the load.
+      this.#options.onWorkerReplaced(slot.id, reason);
+      task?.reject(reason);
+      setTimeout(() => {
+        if (this.#slots[slot.id] === slot && !this.#closing) this.#slots[slot.id] = this.#spawn(slot.id);
+      }, RESPAWN_DELAY_MS);
+      this.#checkDrained();
+      return;
+    }
     if (!slot.ready) {
       // A worker that cannot even start would fail again: report it instead of looping,
       // and fail every job, since the pool will never be whole.
@@ -370,11 +388,16 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       this.#checkDrained();
       return;
     }
-    this.#options.onWorkerReplaced(slot.id, reason);
     this.#readyCount--;
-    const fresh = this.#spawn(slot.id);
-    this.#slots[slot.id] = fresh;
     task?.reject(reason);
+    if (this.#closing && this.queued === 0) {
+      // Stopping anyway: a fresh worker would only be stopped again, or outlive close().
+      slot.ready = false;
+      this.#checkDrained();
+      return;
+    }
+    this.#options.onWorkerReplaced(slot.id, reason);
+    this.#slots[slot.id] = this.#spawn(slot.id);
     this.#checkDrained();
   }
 

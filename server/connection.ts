@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { errorResponse, frameRequest, type RequestLimits } from "../http/mod.ts";
+import { errorResponse, type FrameProgress, frameRequest, type RequestLimits } from "../http/mod.ts";
 import type { HandlerJob, HandlerResult } from "../handlers/mod.ts";
 
 // One read's buffer: large enough for a request head and a few pipelined requests.
@@ -34,6 +34,8 @@ export type Admission = "yes" | "last" | "no";
 export interface ConnectionHost {
   readonly limits: RequestLimits;
   readonly timeouts: ConnectionTimeouts;
+  /** Whether the server still takes requests (false once shutting down). */
+  accepting(): boolean;
   /** Asks to start one more request. */
   admit(): Admission;
   /** Runs one request on the pool. */
@@ -52,6 +54,8 @@ export interface ConnectionTimeouts {
   body: number;
   /** With nothing in flight and nothing received, between requests. */
   keepAlive: number;
+  /** For one response write to complete: a client that does not read is gone. */
+  send: number;
 }
 
 type Waiting = "none" | "first" | "idle" | "header" | "body";
@@ -75,8 +79,13 @@ export class Connection {
   #closed = false;
   #closeWhenIdle = false;
   #stopReading = false;
-  // Bytes received that do not yet make a whole request.
-  #pending: Uint8Array = new Uint8Array(0);
+  // Bytes received that do not yet make a whole request: #buffer[0, #length).
+  #buffer: Uint8Array = new Uint8Array(READ_SIZE);
+  #length = 0;
+  #progress: FrameProgress | undefined;
+  // Complete requests wait in the buffer while MAX_PIPELINED responses are in flight.
+  #backpressure = false;
+  #writeDeadline = Infinity;
   #waiting: Waiting = "first";
   #deadline: number;
   #headSeen = false;
@@ -109,12 +118,15 @@ export class Connection {
    * headers or body are late gets 408 and the connection closes after it.
    */
   checkDeadline(now: number): void {
+    if (now >= this.#writeDeadline) {
+      this.#close(); // the client stopped reading; nothing more can reach it
+      return;
+    }
     if (now < this.#deadline || this.#closed || this.#stopReading) return;
     this.#deadline = Infinity;
     if (this.#waiting === "header" || this.#waiting === "body") {
       this.#stopReading = true;
-      const bytes = errorResponse(408);
-      this.#respond("-", "-", Promise.resolve({ bytes, status: 408, workerId: undefined, close: true }));
+      this.#respondNow(408);
     } else if (this.#inflight === 0) {
       this.#close();
     }
@@ -124,7 +136,10 @@ export class Connection {
   #updateDeadline(): void {
     const now = performance.now();
     const { timeouts } = this.#host;
-    if (this.#pending.length > 0) {
+    if (this.#backpressure) {
+      this.#waiting = "none";
+      this.#deadline = Infinity;
+    } else if (this.#length > 0) {
       if (this.#waiting !== "header" && this.#waiting !== "body") {
         this.#waiting = "header";
         this.#deadline = now + timeouts.header;
@@ -142,6 +157,28 @@ export class Connection {
     }
   }
 
+  // Appends freshly read bytes, growing the buffer by doubling so a body costs linear copying.
+  #append(bytes: Uint8Array): void {
+    const needed = this.#length + bytes.length;
+    if (needed > this.#buffer.length) {
+      const grown = new Uint8Array(Math.max(needed, this.#buffer.length * 2));
+      grown.set(this.#buffer.subarray(0, this.#length));
+      this.#buffer = grown;
+    }
+    this.#buffer.set(bytes, this.#length);
+    this.#length = needed;
+  }
+
+  // Removes the first `n` bytes (one framed request) and returns a copy of them.
+  #take(n: number): Uint8Array {
+    const taken = this.#buffer.slice(0, n);
+    this.#buffer.copyWithin(0, n, this.#length);
+    this.#length -= n;
+    // Give back the room a large body needed once the connection is between requests.
+    if (this.#length === 0 && this.#buffer.length > 4 * READ_SIZE) this.#buffer = new Uint8Array(READ_SIZE);
+    return taken;
+  }
+
   async #serve(): Promise<void> {
     const chunk = new Uint8Array(READ_SIZE);
     let continued = false;
@@ -154,41 +191,52 @@ export class Connection {
           break; // reset by the peer, or closed by us
         }
         if (n === null || this.#closed || this.#stopReading) break;
-        const pending = this.#pending;
-        this.#pending = pending.length === 0 ? chunk.slice(0, n) : concat(pending, chunk.subarray(0, n));
+        this.#append(chunk.subarray(0, n));
         this.#updateDeadline();
-        while (this.#pending.length > 0) {
-          const framed = frameRequest(this.#pending, this.#host.limits);
+        while (this.#length > 0) {
+          const framed = frameRequest(this.#buffer.subarray(0, this.#length), this.#host.limits, this.#progress);
           if (framed.type === "incomplete") {
+            this.#progress = framed.progress;
             if (framed.head && !this.#headSeen) {
               this.#headSeen = true;
               this.#updateDeadline();
             }
-            if (framed.head?.expectContinue && !continued) {
+            // Invite the body only if the request will be served.
+            if (framed.head?.expectContinue && !continued && this.#host.accepting()) {
               continued = true;
               this.#enqueueWrite(CONTINUE);
             }
             break;
           }
+          this.#progress = undefined;
           if (framed.type === "error") {
-            const { status } = framed.error;
-            const bytes = errorResponse(status);
-            this.#respond("-", "-", Promise.resolve({ bytes, status, workerId: undefined, close: true }));
+            this.#respondNow(framed.error.status);
             break reading;
           }
           const admission = this.#host.admit();
-          if (admission === "no") break reading;
+          if (admission === "no") {
+            // Received in full but arriving after the server began to stop: say so, do not drop it.
+            this.#respondNow(503);
+            break reading;
+          }
           const { head, end } = framed;
           const close = !head.keepAlive || admission === "last";
-          const job: HandlerJob = { bytes: this.#pending.slice(0, end), close };
-          this.#pending = this.#pending.subarray(end);
+          const job: HandlerJob = { bytes: this.#take(end), close };
           continued = false;
           this.#headSeen = false;
           this.#waiting = "none";
           this.#respond(head.method, head.target, this.#host.run(job));
           this.#updateDeadline();
           if (close) break reading;
-          if (this.#inflight >= MAX_PIPELINED) await this.#tail;
+          if (this.#inflight >= MAX_PIPELINED) {
+            this.#backpressure = true;
+            this.#updateDeadline();
+            await this.#tail;
+            this.#backpressure = false;
+            if (this.#closed || this.#stopReading) break reading;
+            this.#waiting = "none";
+            this.#updateDeadline();
+          }
         }
       }
     } catch (error) {
@@ -196,6 +244,13 @@ export class Connection {
     }
     await this.#tail;
     this.#close();
+  }
+
+  // Answers with an error status from the main thread, after any responses in flight, then closes.
+  #respondNow(status: number): void {
+    const extra: Array<[string, string]> = status === 503 ? [["Retry-After", "1"]] : [];
+    const bytes = errorResponse(status, extra);
+    this.#respond("-", "-", Promise.resolve({ bytes, status, workerId: undefined, close: true }));
   }
 
   #respond(method: string, target: string, result: Promise<HandlerResult>): void {
@@ -237,13 +292,16 @@ export class Connection {
 
   async #write(bytes: Uint8Array): Promise<boolean> {
     if (this.#closed) return false;
+    this.#writeDeadline = performance.now() + this.#host.timeouts.send;
     try {
       let offset = 0;
       while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
       return true;
     } catch {
-      this.#close(); // the peer went away
+      this.#close(); // the peer went away, or stopped reading past the send timeout
       return false;
+    } finally {
+      this.#writeDeadline = Infinity;
     }
   }
 
@@ -256,11 +314,4 @@ export class Connection {
       // already closed by the runtime
     }
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

@@ -160,7 +160,14 @@ export async function startServer(
       }
       return "yes";
     },
-    timeouts: { header: options.headerTimeoutMs, body: options.bodyTimeoutMs, keepAlive: options.keepAliveTimeoutMs },
+    timeouts: {
+      header: options.headerTimeoutMs,
+      body: options.bodyTimeoutMs,
+      keepAlive: options.keepAliveTimeoutMs,
+      // A response that cannot be written in as long as a body may take to arrive never will be.
+      send: options.bodyTimeoutMs,
+    },
+    accepting: () => stopping === undefined,
     run: (job: HandlerJob) =>
       pool.execute(job, { transfer: [job.bytes.buffer as ArrayBuffer], timeout: options.handlerTimeoutMs })
         .catch(failedJob),
@@ -230,14 +237,15 @@ export async function startServer(
   }
 
   async function stop(): Promise<void> {
-    clearInterval(sweep);
     try {
       listener.close();
     } catch {
       // already closed
     }
     for (const connection of connections) connection.closeWhenIdle();
+    // The sweep keeps running meanwhile, so a client that stopped reading cannot hold up the exit.
     await Promise.allSettled([...connections].map((c) => c.done));
+    clearInterval(sweep);
     await pool.close();
   }
 
