@@ -451,3 +451,24 @@ Deno.test("frameRequest() ignores Expect: 100-continue from HTTP/1.0", () => {
   const { head } = expectIncomplete(frameRequest(bytes(input)), "HTTP/1.0 expect");
   assert.equal(head?.expectContinue, false);
 });
+
+Deno.test("frameRequest() answers 413 when chunk framing far outweighs the data", () => {
+  const line = `1;ext=${"x".repeat(4000)}\r\nZ\r\n`;
+  const input = bytes(`POST / HTTP/1.1\r\n${HOST}Transfer-Encoding: chunked\r\n\r\n${line.repeat(20)}`);
+  const result = frameRequest(input);
+  assert.equal(result.type, "error");
+  assert.equal(result.type === "error" && result.error.status, 413);
+});
+
+Deno.test("frameRequest() goes on from its progress and agrees with a fresh framing", () => {
+  const input = bytes(`POST / HTTP/1.1\r\n${HOST}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n`);
+  let progress;
+  for (let n = 1; n < input.length; n++) {
+    const result = frameRequest(input.subarray(0, n), undefined, progress);
+    assert.equal(result.type, "incomplete", `prefix ${n}`);
+    if (result.type === "incomplete") progress = result.progress;
+  }
+  const done = frameRequest(input, undefined, progress);
+  assert.equal(done.type, "complete");
+  assert.equal(done.type === "complete" && done.end, input.length);
+});

@@ -127,7 +127,10 @@ Deno.test("the server over real sockets", async (t) => {
     {
       const { conn, reader } = await connect(port);
       await send(conn, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-      assert.equal((await reader.read())?.status, 200);
+      const kept = await reader.read();
+      assert.equal(kept?.status, 200);
+      // An HTTP/1.0 client keeps the connection only when the response says so.
+      assert.equal(kept?.headers.get("connection"), "keep-alive");
       await send(conn, "GET /x HTTP/1.0\r\n\r\n");
       assert.equal((await reader.read())?.status, 404);
       assert.ok(await reader.waitClosed());

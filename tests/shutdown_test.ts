@@ -77,3 +77,43 @@ Deno.test("--max-requests 2 serves two requests, then shuts down and exits 0", a
   assert.equal(server.lines.filter((l) => /^GET /.test(l)).length, 2);
   assert.equal(server.lines.filter((l) => /^Shutting down worker /.test(l)).length, 2);
 });
+
+Deno.test("a request that arrives after shutdown began gets 503 and a close, not silence", async () => {
+  await using server = await startServer(["--workers", "1"]);
+  const { conn, reader } = await connect(server.port);
+  await send(conn, get("/sleep"));
+  await delay(300);
+  server.kill("SIGTERM");
+  await server.waitForLine(/shutting down gracefully/);
+  await send(conn, get("/"));
+  assert.equal((await reader.read())?.status, 200); // the /sleep, finished
+  const late = await reader.read();
+  assert.equal(late?.status, 503);
+  assert.equal(late?.headers.get("connection"), "close");
+  assert.ok(await reader.waitClosed());
+  conn.close();
+  assert.equal((await server.exited()).code, 0);
+});
+
+Deno.test("a client that never reads its responses cannot hold up a graceful shutdown", async () => {
+  await using server = await startServer(["--workers", "2", "--quiet", "--body-timeout", "1"]);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  // Megabytes of pipelined requests whose responses fill the socket buffers, never read.
+  const burst = new TextEncoder().encode(get("/").repeat(2000));
+  const writing = (async () => {
+    try {
+      for (let i = 0; i < 40; i++) await send(conn, burst);
+    } catch {
+      // the server closed the connection
+    }
+  })();
+  await delay(1500);
+  const start = performance.now();
+  server.kill("SIGTERM");
+  const status = await server.exited(15_000);
+  const elapsed = performance.now() - start;
+  assert.equal(status.code, 0, server.output());
+  assert.ok(elapsed < 6000, `shutdown took ${elapsed} ms`);
+  conn.close();
+  await writing;
+});
