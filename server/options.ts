@@ -218,7 +218,7 @@ export const FLAGS: readonly FlagDoc[] = [
     kind: "seconds",
     value: "SECONDS",
     defaultText: seconds(DEFAULTS.bodyTimeoutMs),
-    description: "Time to send the request body; then 408",
+    description: "Time for a body to arrive (then 408) or a response to be read",
   },
   {
     flag: "--keepalive-timeout",
