@@ -152,6 +152,8 @@ export async function startServer(
     limits,
     admit(): Admission {
       if (stopping) return "no";
+      // The shutdown starts in a microtask; another connection may ask before it does.
+      if (options.maxRequests !== undefined && admitted >= options.maxRequests) return "no";
       admitted++;
       if (options.maxRequests !== undefined && admitted >= options.maxRequests) {
         // Start the shutdown once the caller has registered this last request.
