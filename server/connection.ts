@@ -27,6 +27,26 @@ const MAX_PIPELINED = 16;
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 
+/** What an overloaded or stopping server asks clients to wait before retrying. */
+export const RETRY_AFTER: [string, string] = ["Retry-After", "1"];
+
+/**
+ * A response the main thread gives instead of a worker's: a short plain-text
+ * error that closes the connection.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { errorResult, RETRY_AFTER } from "./connection.ts";
+ * const result = errorResult(503, [RETRY_AFTER]);
+ * assert.ok(result.close && result.workerId === undefined);
+ * assert.match(new TextDecoder().decode(result.bytes), /Retry-After: 1/);
+ * ```
+ */
+export function errorResult(status: number, headers: Array<[string, string]> = []): HandlerResult {
+  return { bytes: errorResponse(status, headers), status, workerId: undefined, close: true };
+}
+
 /** Whether the server takes another request, and whether it is the last one. */
 export type Admission = "yes" | "last" | "no";
 
@@ -248,9 +268,7 @@ export class Connection {
 
   // Answers with an error status from the main thread, after any responses in flight, then closes.
   #respondNow(status: number): void {
-    const extra: Array<[string, string]> = status === 503 ? [["Retry-After", "1"]] : [];
-    const bytes = errorResponse(status, extra);
-    this.#respond("-", "-", Promise.resolve({ bytes, status, workerId: undefined, close: true }));
+    this.#respond("-", "-", Promise.resolve(errorResult(status, status === 503 ? [RETRY_AFTER] : [])));
   }
 
   #respond(method: string, target: string, result: Promise<HandlerResult>): void {
@@ -261,7 +279,7 @@ export class Connection {
         (r) => r,
         (error): HandlerResult => {
           this.#host.logError(`Request ${method} ${target} failed`, error);
-          return { bytes: errorResponse(500), status: 500, workerId: undefined, close: true };
+          return errorResult(500);
         },
       );
       const written = await this.#write(out.bytes);

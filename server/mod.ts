@@ -16,10 +16,10 @@
  *
  * @module
  */
-import { errorResponse, type RequestLimits } from "../http/mod.ts";
+import type { RequestLimits } from "../http/mod.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "../handlers/mod.ts";
 import { JobTimeoutError, QueueFullError, ThreadPool } from "../pool/mod.ts";
-import { type Admission, Connection, type RequestLogEntry } from "./connection.ts";
+import { type Admission, Connection, errorResult, type RequestLogEntry, RETRY_AFTER } from "./connection.ts";
 import type { ServerOptions } from "./options.ts";
 
 export * from "./options.ts";
@@ -72,8 +72,6 @@ const ACCEPT_RETRY_MS = 50;
 // How often connections are checked against their deadlines: timeouts are in
 // seconds, so a quarter second of lateness does not matter.
 const DEADLINE_SWEEP_MS = 250;
-// What an overloaded server asks clients to wait before retrying, in seconds.
-const RETRY_AFTER_SECONDS = "1";
 
 function formatUrl(addr: Deno.NetAddr): string {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
@@ -179,19 +177,14 @@ export async function startServer(
 
   // A request the pool could not answer: the client gets a status, the log gets the reason.
   function failedJob(error: unknown): HandlerResult {
-    if (error instanceof QueueFullError) {
-      const bytes = errorResponse(503, [["Retry-After", RETRY_AFTER_SECONDS]]);
-      return { bytes, status: 503, workerId: undefined, close: true };
-    }
-    if (error instanceof JobTimeoutError) {
-      return { bytes: errorResponse(503), status: 503, workerId: undefined, close: true };
-    }
+    if (error instanceof QueueFullError) return errorResult(503, [RETRY_AFTER]);
+    if (error instanceof JobTimeoutError) return errorResult(503);
     // The handler threw, or its worker crashed: the stack goes to the log, never to the client.
     logError(`Handler failed: ${describe(error)}`);
-    return { bytes: errorResponse(500), status: 500, workerId: undefined, close: true };
+    return errorResult(500);
   }
 
-  const busy = errorResponse(503, [["Retry-After", RETRY_AFTER_SECONDS]]);
+  const busy = errorResult(503, [RETRY_AFTER]).bytes;
   function refuse(conn: Deno.TcpConn): void {
     // Best effort and never awaited: the accept loop must not wait on a client.
     conn.write(busy).catch(() => {}).finally(() => {

@@ -7,11 +7,11 @@ export const STATIC_ROOT = fromFileUrl(new URL("../static/", import.meta.url));
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The `deno task start` command from deno.json, so tests run with exactly its permissions. */
-export async function startCommand(): Promise<string[]> {
+/** The arguments of a `deno task` from deno.json, so tests run it with exactly its flags and permissions. */
+export async function taskArgs(name: string): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(`${PROJECT_ROOT}deno.json`));
-  const words = (config.tasks.start as string).split(/\s+/);
-  if (words[0] !== "deno") throw new Error(`Unexpected start task: ${config.tasks.start}`);
+  const words = (config.tasks[name] as string).split(/\s+/);
+  if (words[0] !== "deno") throw new Error(`Unexpected ${name} task: ${config.tasks[name]}`);
   return words.slice(1);
 }
 
@@ -43,6 +43,13 @@ export class ServerProcess implements AsyncDisposable {
     }
     if (rest) into.push(rest);
     for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  /** Waits for the start-up line and takes the port from it. */
+  async listening(): Promise<number> {
+    const line = await this.waitForLine(/^Listening on /);
+    this.port = Number(line.match(/:(\d+)\//)![1]);
+    return this.port;
   }
 
   /** Waits for a line on stdout or stderr matching `pattern`. */
@@ -99,8 +106,7 @@ export class ServerProcess implements AsyncDisposable {
 export async function startServer(args: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
   const server = spawnServer(["--port", "0", ...args], env);
   try {
-    const line = await server.waitForLine(/^Listening on /);
-    server.port = Number(line.match(/:(\d+)\//)![1]);
+    await server.listening();
     return server;
   } catch (error) {
     await server[Symbol.asyncDispose]();
@@ -122,7 +128,7 @@ export function spawnServer(args: string[], env: Record<string, string> = {}, en
   return new ServerProcess(child);
 }
 
-const START_ARGS = await startCommand();
+const START_ARGS = await taskArgs("start");
 
 /** A parsed HTTP response. */
 export interface Response1 {

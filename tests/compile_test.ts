@@ -2,17 +2,16 @@
 // Deno downloads its `denort` runtime for compiling (or takes DENORT_BIN); where neither can be
 // had, the test is skipped with the reason printed.
 import assert from "node:assert/strict";
-import { PROJECT_ROOT, ResponseReader, send, ServerProcess } from "./_server.ts";
+import { PROJECT_ROOT, ResponseReader, send, ServerProcess, taskArgs } from "./_server.ts";
 
 const HELLO = await Deno.readTextFile(`${PROJECT_ROOT}static/hello.html`);
 
 async function compileArgs(output: string): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${PROJECT_ROOT}deno.json`));
-  const words = (config.tasks.compile as string).split(/\s+/);
-  const at = words.indexOf("--output");
-  assert.ok(words[0] === "deno" && at !== -1, `Unexpected compile task: ${config.tasks.compile}`);
-  words[at + 1] = output;
-  return words.slice(1);
+  const args = await taskArgs("compile");
+  const at = args.indexOf("--output");
+  assert.ok(at !== -1, `The compile task names no --output: ${args.join(" ")}`);
+  args[at + 1] = output;
+  return args;
 }
 
 // The runtime is missing when Deno cannot download it or DENORT_BIN does not point to it.
@@ -54,8 +53,7 @@ Deno.test({
       stderr: "piped",
     }).spawn();
     await using server = new ServerProcess(child);
-    const line = await server.waitForLine(/^Listening on /);
-    const port = Number(line.match(/:(\d+)\//)![1]);
+    const port = await server.listening();
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const reader = new ResponseReader(conn);
     await send(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /nope HTTP/1.1\r\nHost: a\r\n\r\n");

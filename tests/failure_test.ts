@@ -5,8 +5,7 @@ import { connect, get, request, send, ServerProcess, spawnServer, startServer } 
 
 async function startFaulty(args: string[]): Promise<ServerProcess> {
   const server = spawnServer(["--port", "0", ...args], {}, "tests/fixtures/faulty_server.ts");
-  const line = await server.waitForLine(/^Listening on /);
-  server.port = Number(line.match(/:(\d+)\//)![1]);
+  await server.listening();
   return server;
 }
 
