@@ -14,6 +14,12 @@ export interface JobMessage {
   job: unknown;
 }
 
+/** Pool to worker: the main thread has consumed one progress message of job `seq`. */
+export interface AckMessage {
+  type: "ack";
+  seq: number;
+}
+
 /** Pool to worker: finish up and exit. */
 export interface StopMessage {
   type: "stop";
@@ -29,6 +35,13 @@ export type ResultMessage =
   | { type: "result"; seq: number; ok: true; result: unknown }
   | { type: "result"; seq: number; ok: false; error: SerializedError };
 
+/** Worker to pool: a part of job `seq`'s output, sent before its result. */
+export interface ProgressMessage {
+  type: "progress";
+  seq: number;
+  data: unknown;
+}
+
 /** Worker to pool: about to exit. */
 export interface StoppedMessage {
   type: "stopped";
@@ -41,8 +54,8 @@ export interface SerializedError {
   stack?: string;
 }
 
-export type ToWorker = InitMessage | JobMessage | StopMessage;
-export type FromWorker = ReadyMessage | ResultMessage | StoppedMessage;
+export type ToWorker = InitMessage | JobMessage | AckMessage | StopMessage;
+export type FromWorker = ReadyMessage | ResultMessage | ProgressMessage | StoppedMessage;
 
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };

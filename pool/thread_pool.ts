@@ -73,11 +73,18 @@ export interface ExecuteOptions {
   /** Objects whose ownership moves to the worker with the job. */
   transfer?: Transferable[];
   /**
-   * Milliseconds the job may run once a worker has taken it; past that the
-   * worker is terminated and replaced, and the job rejects with
-   * {@linkcode JobTimeoutError}. No limit when absent.
+   * Milliseconds the job may run once a worker has taken it, counted again
+   * from each progress message; past that the worker is terminated and
+   * replaced, and the job rejects with {@linkcode JobTimeoutError}. No limit
+   * when absent.
    */
   timeout?: number;
+  /**
+   * Receives what the job sends with `progress.emit`, in order, before the
+   * result. Call `ack` once `data` is consumed: the worker waits when too
+   * many messages are unacknowledged.
+   */
+  onProgress?: (data: unknown, ack: () => void) => void;
 }
 
 /**
@@ -339,6 +346,24 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         else task.reject(jobError(message.error));
         this.#idle.push(slot);
         this.#dispatch();
+        break;
+      }
+      case "progress": {
+        const task = slot.task;
+        if (!task || task.seq !== message.seq) return;
+        const { timeout, onProgress } = task.options;
+        if (timeout !== undefined) {
+          // A job that makes progress is not stuck.
+          clearTimeout(slot.timer);
+          slot.timer = setTimeout(() => this.#replace(slot, new JobTimeoutError(timeout)), timeout);
+        }
+        const ack = () => {
+          if (this.#slots[slot.id] === slot && slot.task === task) {
+            slot.worker.postMessage({ type: "ack", seq: task.seq } satisfies ToWorker);
+          }
+        };
+        if (onProgress) onProgress(message.data, ack);
+        else ack();
         break;
       }
       case "stopped":

@@ -22,6 +22,37 @@ export interface WorkerContext<Data = unknown> {
   data: Data;
 }
 
+/** Progress messages a job may have in flight before `emit` waits for the main thread. */
+export const PROGRESS_WINDOW = 8;
+
+/**
+ * Lets a running job send parts of its output before its result, such as the
+ * chunks of a streamed response.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { JobProgress } from "./worker.ts";
+ * const sent: unknown[] = [];
+ * const progress: JobProgress = {
+ *   emit(data) {
+ *     sent.push(data);
+ *     return Promise.resolve();
+ *   },
+ * };
+ * await progress.emit("part");
+ * assert.deepEqual(sent, ["part"]);
+ * ```
+ */
+export interface JobProgress {
+  /**
+   * Sends `data` to the pool's `onProgress` for this job. Resolves at once
+   * while fewer than {@linkcode PROGRESS_WINDOW} messages wait to be
+   * consumed, so a fast producer cannot run ahead of a slow consumer.
+   */
+  emit(data: unknown, transfer?: Transferable[]): Promise<void>;
+}
+
 /**
  * The function a worker module runs for each job.
  *
@@ -30,12 +61,13 @@ export interface WorkerContext<Data = unknown> {
  * import assert from "node:assert/strict";
  * import type { JobHandler } from "./worker.ts";
  * const double: JobHandler<number, number> = (n) => n * 2;
- * assert.equal(double(2, { id: 0, data: undefined }), 4);
+ * assert.equal(double(2, { id: 0, data: undefined }, { emit: () => Promise.resolve() }), 4);
  * ```
  */
 export type JobHandler<Job, Result, Data = unknown> = (
   job: Job,
   context: WorkerContext<Data>,
+  progress: JobProgress,
 ) => Result | Promise<Result>;
 
 /**
@@ -91,6 +123,7 @@ export function runJobs<Job, Result, Data = unknown>(
   const { setup, transfer } = options;
   const scope = globalThis as unknown as WorkerScope;
   let context: WorkerContext<Data> | undefined;
+  let current: Progress | undefined;
   // Jobs run strictly one after another, as on a thread.
   let chain: Promise<void> = Promise.resolve();
   scope.onmessage = (event) => {
@@ -102,11 +135,15 @@ export function runJobs<Job, Result, Data = unknown>(
         await setup?.(ctx);
         scope.postMessage({ type: "ready" });
       });
+    } else if (message.type === "ack") {
+      if (message.seq === current?.seq) current.ack();
     } else if (message.type === "job") {
       const { seq, job } = message;
       chain = chain.then(async () => {
+        const progress = new Progress(seq, scope);
+        current = progress;
         try {
-          const result = await handler(job as Job, context!);
+          const result = await handler(job as Job, context!, progress);
           scope.postMessage({ type: "result", seq, ok: true, result }, transfer?.(result));
         } catch (error) {
           scope.postMessage({ type: "result", seq, ok: false, error: serializeError(error) });
@@ -119,4 +156,28 @@ export function runJobs<Job, Result, Data = unknown>(
       });
     }
   };
+}
+
+// One job's progress channel, with a window of unacknowledged messages.
+class Progress implements JobProgress {
+  readonly seq: number;
+  readonly #scope: WorkerScope;
+  #unacked = 0;
+  #waiters: Array<() => void> = [];
+
+  constructor(seq: number, scope: WorkerScope) {
+    this.seq = seq;
+    this.#scope = scope;
+  }
+
+  async emit(data: unknown, transfer: Transferable[] = []): Promise<void> {
+    while (this.#unacked >= PROGRESS_WINDOW) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    this.#unacked++;
+    this.#scope.postMessage({ type: "progress", seq: this.seq, data }, transfer);
+  }
+
+  ack(): void {
+    this.#unacked--;
+    this.#waiters.shift()?.();
+  }
 }

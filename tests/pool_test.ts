@@ -108,3 +108,29 @@ Deno.test("ThreadPool.ready rejects when a worker module cannot load", async () 
   await assert.rejects(p.execute(1), /Cannot start worker 0/);
   await p.close();
 });
+
+Deno.test("ThreadPool.execute() delivers a job's progress in order before its result, paced by acks", async () => {
+  await using p = pool(1);
+  const seen: unknown[] = [];
+  let acks = 0;
+  const pending: Array<() => void> = [];
+  const result = p.execute({ op: "parts", count: 20 }, {
+    onProgress: (data, ack) => {
+      seen.push(data);
+      pending.push(ack);
+    },
+  });
+  // Without acks the worker stops after a window of messages.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.ok(seen.length > 0 && seen.length < 20, `${seen.length} parts arrived without any ack`);
+  const drain = setInterval(() => {
+    while (pending.length) {
+      pending.shift()!();
+      acks++;
+    }
+  }, 5);
+  assert.equal((await result).value, 20);
+  clearInterval(drain);
+  assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => i));
+  assert.ok(acks >= 12);
+});
