@@ -1,12 +1,28 @@
 /**
- * What a worker does with one request: parse the bytes, route, serialise.
+ * What a worker does with one request: parse the bytes, then answer from the
+ * `--app` module, or from the built-in app (the book's routes, then the
+ * static root, then `404.html`), and turn the answer into bytes.
  *
  * @module
  */
 import { join } from "node:path";
-import { errorResponse, HttpError, parseRequest, type RequestLimits, serializeResponse } from "../http/mod.ts";
-import type { HandlerJob, HandlerResult } from "./mod.ts";
-import { type Pages, type Route, route as builtInRoute } from "./routes.ts";
+import { errorResponse, HttpError, parseRequest, serializeResponse } from "../http/mod.ts";
+import type { JobProgress } from "../pool/worker.ts";
+import { type App, isApp, toRequest, writeResponse } from "./fetch.ts";
+import type { HandlerData, HandlerJob, HandlerResult } from "./mod.ts";
+import { NOT_FOUND, type Pages, type Route, route as builtInRoute } from "./routes.ts";
+import { serveStatic, type StaticOptions } from "./static.ts";
+
+/** Everything a worker prepares once, at start-up. */
+export interface WorkerState {
+  data: HandlerData;
+  pages: Pages;
+  statics: StaticOptions;
+  /** The `--app` module's app, when one was given. */
+  app?: App;
+  /** The routes tried before the static root; the book's by default. */
+  route: Route;
+}
 
 /**
  * Reads `hello.html` and `404.html` from the static root.
@@ -28,40 +44,88 @@ export async function loadPages(root: string): Promise<Pages> {
 }
 
 /**
- * Answers one framed request with complete response bytes. A request the
- * parser rejects gets its error status and closes the connection.
+ * Prepares a worker: the pages, the static root's real path, and the app.
+ *
+ * @throws {Error} `Invalid --app: ...` when the app module cannot be loaded or has no `fetch`.
+ */
+export async function setupWorker(data: HandlerData, route: Route = builtInRoute): Promise<WorkerState> {
+  const statics: StaticOptions = {
+    root: await Deno.realPath(data.root),
+    dotfiles: data.dotfiles,
+    dirListing: data.dirListing,
+    cacheControl: data.cacheControl,
+  };
+  const state: WorkerState = { data, pages: await loadPages(data.root), statics, route };
+  if (data.app !== undefined) {
+    let module: { default?: unknown };
+    try {
+      module = await import(data.app);
+    } catch (error) {
+      throw new Error(`Invalid --app: ${data.app}: ${error instanceof Error ? error.message : error}`);
+    }
+    if (!isApp(module.default)) {
+      throw new Error(`Invalid --app: ${data.app}: the default export has no fetch(request, info) method`);
+    }
+    state.app = module.default;
+  }
+  return state;
+}
+
+/**
+ * Answers one framed request. A request the parser rejects gets its error
+ * status and closes the connection; a streamed app response goes out
+ * through `progress`.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { DEFAULT_LIMITS } from "../http/mod.ts";
- * import { handleJob } from "./job.ts";
- * const pages = { hello: new TextEncoder().encode("hi"), notFound: new Uint8Array() };
+ * import { handleJob, setupWorker } from "./job.ts";
+ * const root = new URL("../static/", import.meta.url).pathname;
+ * const state = await setupWorker({ root, limits: DEFAULT_LIMITS, dotfiles: false, dirListing: false, cacheControl: "no-cache" });
  * const bytes = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
- * const result = handleJob({ bytes, close: false }, 0, pages, DEFAULT_LIMITS);
+ * const job = { bytes, close: false, remote: { hostname: "127.0.0.1", port: 1 } };
+ * const result = await handleJob(job, 0, state, { emit: () => Promise.resolve() });
  * assert.equal(result.status, 200);
  * ```
  */
-export function handleJob(
+export async function handleJob(
   job: HandlerJob,
   workerId: number,
-  pages: Pages,
-  limits: RequestLimits,
-  route: Route = builtInRoute,
-): HandlerResult {
+  state: WorkerState,
+  progress: JobProgress,
+): Promise<HandlerResult> {
   let request;
   try {
-    request = parseRequest(job.bytes, limits);
+    request = parseRequest(job.bytes, state.data.limits);
   } catch (error) {
     if (!(error instanceof HttpError)) throw error;
     return { bytes: errorResponse(error.status), status: error.status, workerId, close: true };
   }
-  const response = route(request, pages);
+  const exchange = { method: request.method, version: request.version, close: job.close, workerId };
+  if (state.app) {
+    let fetchRequest;
+    try {
+      fetchRequest = toRequest(request);
+    } catch {
+      return { bytes: errorResponse(400), status: 400, workerId, close: true };
+    }
+    const info = { remoteAddr: { transport: "tcp" as const, ...job.remote }, workerId };
+    const response = await state.app.fetch(fetchRequest, info);
+    if (!(response instanceof Response)) throw new TypeError("The app's fetch did not return a Response");
+    return await writeResponse(response, exchange, progress);
+  }
+
+  const answer = state.route(request, state.pages) ?? await serveStatic(request, state.statics) ??
+    NOT_FOUND(request, state.pages);
+  const head = request.method === "HEAD";
+  const file = answer.file;
   const bytes = serializeResponse({
-    ...response,
-    omitBody: request.method === "HEAD",
+    ...answer,
+    length: file?.length,
+    omitBody: head,
     close: job.close,
     keepAlive: request.version === "HTTP/1.0",
   });
-  return { bytes, status: response.status, workerId, close: job.close };
+  return { bytes, status: answer.status, workerId, close: job.close, file: head ? undefined : file };
 }

@@ -15,6 +15,8 @@ import type { RequestLimits } from "../http/mod.ts";
 
 export * from "./routes.ts";
 export * from "./job.ts";
+export * from "./fetch.ts";
+export * from "./static.ts";
 
 /** One request on its way to a worker. */
 export interface HandlerJob {
@@ -22,7 +24,27 @@ export interface HandlerJob {
   bytes: Uint8Array;
   /** Whether the response must close the connection (`Connection: close`). */
   close: boolean;
+  /** The client's address. */
+  remote: { hostname: string; port: number };
 }
+
+/** A part of a file that the main thread sends after a response's head. */
+export interface FileBody {
+  /** The file's real path. */
+  path: string;
+  /** Offset of the first byte to send. */
+  start: number;
+  /** How many bytes to send. */
+  length: number;
+}
+
+/**
+ * What a worker emits while streaming a response: first the head (a
+ * {@linkcode HandlerResult} whose bytes are the status line and headers),
+ * then body pieces already framed for the wire. The job's result then
+ * carries the last bytes (the chunked terminator, or nothing).
+ */
+export type StreamPart = { kind: "head"; result: HandlerResult } | { kind: "chunk"; bytes: Uint8Array };
 
 /** One response on its way back from a worker. */
 export interface HandlerResult {
@@ -34,6 +56,8 @@ export interface HandlerResult {
   workerId: number | undefined;
   /** Whether the connection closes after this response. */
   close: boolean;
+  /** When set, these bytes of a file follow `bytes` on the wire; the main thread sends them. */
+  file?: FileBody;
 }
 
 /** Start-up data for each worker. */
@@ -42,4 +66,12 @@ export interface HandlerData {
   root: string;
   /** The limits the main thread framed requests with. */
   limits: RequestLimits;
+  /** A `file:` URL of the app module to load instead of the built-in app. */
+  app?: string;
+  /** Serve dotfiles. */
+  dotfiles: boolean;
+  /** List folders without an index. */
+  dirListing: boolean;
+  /** `Cache-Control` for static files. */
+  cacheControl: string;
 }

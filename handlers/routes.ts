@@ -8,6 +8,7 @@
  * @module
  */
 import type { ParsedRequest } from "../http/mod.ts";
+import type { FileBody } from "./mod.ts";
 
 /** How long `GET /sleep` blocks its worker, as `thread::sleep` does in the book. */
 export const SLEEP_MS = 5000;
@@ -25,10 +26,12 @@ export interface RouteResponse {
   status: number;
   headers: Array<[string, string]>;
   body: Uint8Array;
+  /** When set, the body is these bytes of this file instead of `body`. */
+  file?: FileBody;
 }
 
-/** A route: a function from the request to its response. */
-export type Route = (request: ParsedRequest, pages: Pages) => RouteResponse;
+/** A route: a function from the request to its response, or `undefined` when the path is not its own. */
+export type Route = (request: ParsedRequest, pages: Pages) => RouteResponse | undefined;
 
 const HTML: [string, string] = ["Content-Type", "text/html; charset=utf-8"];
 const METHOD_NOT_ALLOWED = new TextEncoder().encode("405 Method Not Allowed\n");
@@ -49,8 +52,10 @@ export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+type Handler = (request: ParsedRequest, pages: Pages) => RouteResponse;
+
 /** The route table: path to handler. GET routes also answer HEAD. */
-export const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
+export const ROUTES: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ["/", (_request, pages) => ({ status: 200, headers: [HTML], body: pages.hello })],
   ["/sleep", (_request, pages) => {
     sleepSync(SLEEP_MS);
@@ -58,8 +63,8 @@ export const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
   }],
 ]);
 
-/** The fallback for any path not in {@linkcode ROUTES}. */
-export const NOT_FOUND: Route = (_request, pages) => ({ status: 404, headers: [HTML], body: pages.notFound });
+/** The fallback when neither a route nor a static file answers. */
+export const NOT_FOUND: Handler = (_request, pages) => ({ status: 404, headers: [HTML], body: pages.notFound });
 
 /**
  * The path of a request target: origin-form or absolute-form, query removed.
@@ -86,7 +91,8 @@ export function targetPath(target: string): string {
 
 /**
  * Answers a request from the route table. `GET` and `HEAD` reach the routes;
- * another method on a known path gets 405, and an unknown path gets 404.
+ * another method on a known path gets 405; an unknown path gives `undefined`
+ * (the static root and then {@linkcode NOT_FOUND} come next).
  *
  * @example
  * ```ts
@@ -95,12 +101,12 @@ export function targetPath(target: string): string {
  * import { route } from "./routes.ts";
  * const pages = { hello: new Uint8Array([1]), notFound: new Uint8Array([2]) };
  * const request = parseRequest(new TextEncoder().encode("GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"));
- * assert.ok(route(request, pages).status === 404);
+ * assert.equal(route(request, pages), undefined);
  * ```
  */
-export function route(request: ParsedRequest, pages: Pages): RouteResponse {
+export function route(request: ParsedRequest, pages: Pages): RouteResponse | undefined {
   const handler = ROUTES.get(targetPath(request.target));
-  if (handler === undefined) return NOT_FOUND(request, pages);
+  if (handler === undefined) return undefined;
   if (request.method !== "GET" && request.method !== "HEAD") {
     return {
       status: 405,

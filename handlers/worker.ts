@@ -1,19 +1,18 @@
 /**
- * The worker module of the server's pool: it parses each request, routes it,
- * and returns the complete response bytes.
+ * The worker module of the server's pool: it parses each request, answers it
+ * from the app, and returns the response bytes.
  *
  * @module
  */
 import { runJobs } from "../pool/worker.ts";
-import { handleJob, loadPages } from "./job.ts";
+import { handleJob, setupWorker, type WorkerState } from "./job.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "./mod.ts";
-import type { Pages } from "./routes.ts";
 
-let pages: Pages;
+let state: WorkerState;
 
-runJobs<HandlerJob, HandlerResult, HandlerData>((job, { id, data }) => handleJob(job, id, pages, data.limits), {
+runJobs<HandlerJob, HandlerResult, HandlerData>((job, { id }, progress) => handleJob(job, id, state, progress), {
   setup: async ({ data }) => {
-    pages = await loadPages(data.root);
+    state = await setupWorker(data);
   },
   transfer: (result) => [result.bytes.buffer as ArrayBuffer],
 });

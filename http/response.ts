@@ -48,6 +48,15 @@ export interface ResponseParts {
   close?: boolean;
   /** Add `Connection: keep-alive`, which an HTTP/1.0 client needs to keep the connection (RFC 9112 section 9.3). */
   keepAlive?: boolean;
+  /** The reason phrase; the standard one when absent or empty. */
+  reason?: string;
+  /**
+   * How the body's length is told when the body is not `body` (a file or a
+   * stream sent after the head): a byte count for `Content-Length`,
+   * `"chunked"` for chunked transfer coding, or `"close"` for neither (the
+   * connection's close ends the body).
+   */
+  length?: number | "chunked" | "close";
 }
 
 const encoder = new TextEncoder();
@@ -86,9 +95,15 @@ export function httpDate(now: number = Date.now()): string {
  */
 export function serializeResponse(parts: ResponseParts): Uint8Array {
   const { status, headers = [], body, omitBody = false, close = false, keepAlive = false } = parts;
-  let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Unknown"}\r\n`;
+  const length = parts.length ?? body?.length ?? 0;
+  let head = `HTTP/1.1 ${status} ${parts.reason || (STATUS_TEXT[status] ?? "Unknown")}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  head += `Content-Length: ${body?.length ?? 0}\r\nDate: ${httpDate()}\r\nServer: ${SERVER_NAME}\r\n`;
+  // RFC 9110 section 8.6: no Content-Length on 1xx and 204; a 304 would describe another response.
+  if (status >= 200 && status !== 204 && status !== 304) {
+    if (typeof length === "number") head += `Content-Length: ${length}\r\n`;
+    else if (length === "chunked") head += "Transfer-Encoding: chunked\r\n";
+  }
+  head += `Date: ${httpDate()}\r\nServer: ${SERVER_NAME}\r\n`;
   if (close) head += "Connection: close\r\n";
   else if (keepAlive) head += "Connection: keep-alive\r\n";
   head += "\r\n";

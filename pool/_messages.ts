@@ -42,6 +42,12 @@ export interface ProgressMessage {
   data: unknown;
 }
 
+/** Worker to pool: its setup failed; it will take no jobs. */
+export interface SetupFailedMessage {
+  type: "setup-failed";
+  error: SerializedError;
+}
+
 /** Worker to pool: about to exit. */
 export interface StoppedMessage {
   type: "stopped";
@@ -55,7 +61,7 @@ export interface SerializedError {
 }
 
 export type ToWorker = InitMessage | JobMessage | AckMessage | StopMessage;
-export type FromWorker = ReadyMessage | ResultMessage | ProgressMessage | StoppedMessage;
+export type FromWorker = ReadyMessage | SetupFailedMessage | ResultMessage | ProgressMessage | StoppedMessage;
 
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };

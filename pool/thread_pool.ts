@@ -338,6 +338,9 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         this.#idle.push(slot);
         this.#dispatch();
         break;
+      case "setup-failed":
+        this.#replace(slot, jobError(message.error));
+        break;
       case "result": {
         const task = slot.task;
         if (!task || task.seq !== message.seq) return;

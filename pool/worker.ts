@@ -132,7 +132,14 @@ export function runJobs<Job, Result, Data = unknown>(
       context = { id: message.id, data: message.data as Data };
       const ctx = context;
       chain = chain.then(async () => {
-        await setup?.(ctx);
+        try {
+          await setup?.(ctx);
+        } catch (error) {
+          // Reported as a message, not thrown: the pool gives the reason, and the
+          // runtime prints no uncaught-error trace for what is a start-up failure.
+          scope.postMessage({ type: "setup-failed", error: serializeError(error) });
+          return;
+        }
         scope.postMessage({ type: "ready" });
       });
     } else if (message.type === "ack") {

@@ -17,8 +17,10 @@
  * @module
  */
 import { errorResponse, type FrameProgress, frameRequest, type RequestLimits } from "../http/mod.ts";
-import type { HandlerJob, HandlerResult } from "../handlers/mod.ts";
+import type { FileBody, HandlerJob, HandlerResult } from "../handlers/mod.ts";
 
+// Reads from a file being sent: large enough for few system calls, small enough per connection.
+const FILE_BUFFER_BYTES = 64 * 1024;
 // One read's buffer: large enough for a request head and a few pipelined requests.
 const READ_SIZE = 64 * 1024;
 // Responses in flight on one connection before we stop reading: a pipelining
@@ -26,6 +28,78 @@ const READ_SIZE = 64 * 1024;
 const MAX_PIPELINED = 16;
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+/**
+ * A response as the connection receives it: a worker's result, plus, for a
+ * streamed body, `more`, which yields the next piece or `null` at the end
+ * (and rejects if the stream broke).
+ */
+export interface Reply extends HandlerResult {
+  more?: () => Promise<Uint8Array | null>;
+}
+
+/**
+ * The pieces of one streamed body, from the pool's progress messages to the
+ * connection's writes. Each piece is acknowledged when taken, so the worker
+ * runs at most a small window ahead of the client.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PieceQueue } from "./connection.ts";
+ * const queue = new PieceQueue();
+ * queue.push(new Uint8Array([1]), () => {});
+ * queue.end(new Uint8Array([2]));
+ * assert.deepEqual([await queue.next(), await queue.next(), await queue.next()], [
+ *   new Uint8Array([1]),
+ *   new Uint8Array([2]),
+ *   null,
+ * ]);
+ * ```
+ */
+export class PieceQueue {
+  #items: Array<{ bytes: Uint8Array | null; ack?: () => void }> = [];
+  #waiter: (() => void) | undefined;
+  #error: unknown;
+  #failed = false;
+
+  /** Adds a piece; `ack` runs when it is taken. */
+  push(bytes: Uint8Array, ack: () => void): void {
+    this.#items.push({ bytes, ack });
+    this.#wake();
+  }
+
+  /** Adds the last bytes (if any) and the end. */
+  end(last: Uint8Array): void {
+    if (last.length > 0) this.#items.push({ bytes: last });
+    this.#items.push({ bytes: null });
+    this.#wake();
+  }
+
+  /** Ends the stream with an error. */
+  fail(error: unknown): void {
+    this.#failed = true;
+    this.#error = error;
+    this.#wake();
+  }
+
+  /** The next piece, `null` at the end; rejects after {@linkcode PieceQueue.fail}. */
+  async next(): Promise<Uint8Array | null> {
+    while (this.#items.length === 0) {
+      if (this.#failed) throw this.#error;
+      await new Promise<void>((resolve) => this.#waiter = resolve);
+    }
+    const item = this.#items.shift()!;
+    item.ack?.();
+    return item.bytes;
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.();
+  }
+}
 
 /** What an overloaded or stopping server asks clients to wait before retrying. */
 export const RETRY_AFTER: [string, string] = ["Retry-After", "1"];
@@ -59,7 +133,7 @@ export interface ConnectionHost {
   /** Asks to start one more request. */
   admit(): Admission;
   /** Runs one request on the pool. */
-  run(job: HandlerJob): Promise<HandlerResult>;
+  run(job: HandlerJob): Promise<Reply>;
   /** Called once the response to a request has been written. */
   logRequest(entry: RequestLogEntry): void;
   /** Reports an unexpected failure (never a client's fault). */
@@ -94,6 +168,7 @@ export interface RequestLogEntry {
 export class Connection {
   readonly #conn: Deno.Conn;
   readonly #host: ConnectionHost;
+  readonly #remote: HandlerJob["remote"];
   #tail: Promise<void> = Promise.resolve();
   #inflight = 0;
   #closed = false;
@@ -122,6 +197,8 @@ export class Connection {
   constructor(conn: Deno.Conn, host: ConnectionHost) {
     this.#conn = conn;
     this.#host = host;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.#remote = { hostname: addr.hostname, port: addr.port };
     // A client that connects and sends nothing gets the header timeout, then a silent close.
     this.#deadline = performance.now() + host.timeouts.header;
     this.done = this.#serve();
@@ -241,7 +318,7 @@ export class Connection {
           }
           const { head, end } = framed;
           const close = !head.keepAlive || admission === "last";
-          const job: HandlerJob = { bytes: this.#take(end), close };
+          const job: HandlerJob = { bytes: this.#take(end), close, remote: this.#remote };
           continued = false;
           this.#headSeen = false;
           this.#waiting = "none";
@@ -271,18 +348,31 @@ export class Connection {
     this.#respond("-", "-", Promise.resolve(errorResult(status, status === 503 ? [RETRY_AFTER] : [])));
   }
 
-  #respond(method: string, target: string, result: Promise<HandlerResult>): void {
+  #respond(method: string, target: string, result: Promise<Reply>): void {
     const start = performance.now();
     this.#inflight++;
     this.#tail = this.#tail.then(async () => {
       const out = await result.then(
         (r) => r,
-        (error): HandlerResult => {
+        (error): Reply => {
           this.#host.logError(`Request ${method} ${target} failed`, error);
           return errorResult(500);
         },
       );
-      const written = await this.#write(out.bytes);
+      let written = await this.#write(out.bytes);
+      let bytes = out.bytes.length;
+      if (written && out.file) {
+        const sent = await this.#writeFile(out.file);
+        bytes += sent;
+        written = sent === out.file.length;
+      }
+      if (written && out.more) {
+        const { sent, complete } = await this.#writePieces(out.more);
+        bytes += sent;
+        written = complete;
+      }
+      // A body cut short cannot be completed or followed: only closing tells the client.
+      if (!written) this.#close();
       this.#inflight--;
       this.#updateDeadline();
       if (written) {
@@ -291,7 +381,7 @@ export class Connection {
           method,
           target,
           status: out.status,
-          bytes: out.bytes.length,
+          bytes,
           ms,
           workerId: out.workerId,
         });
@@ -306,6 +396,50 @@ export class Connection {
     this.#tail = this.#tail.then(async () => {
       await this.#write(bytes);
     });
+  }
+
+  // Sends part of a file from disk, one buffer at a time; returns the bytes sent.
+  async #writeFile(body: FileBody): Promise<number> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(body.path, { read: true });
+    } catch (error) {
+      this.#host.logError(`Cannot open ${body.path}`, error);
+      return 0;
+    }
+    const buffer = new Uint8Array(FILE_BUFFER_BYTES);
+    let sent = 0;
+    try {
+      await file.seek(body.start, Deno.SeekMode.Start);
+      while (sent < body.length) {
+        const n = await file.read(buffer.subarray(0, Math.min(buffer.length, body.length - sent)));
+        if (n === null) break; // the file shrank since the worker looked
+        if (!await this.#write(buffer.subarray(0, n))) break;
+        sent += n;
+      }
+    } catch (error) {
+      this.#host.logError(`Cannot read ${body.path}`, error);
+    } finally {
+      file.close();
+    }
+    return sent;
+  }
+
+  // Sends a streamed body's pieces; says how many bytes went out and whether the body is whole.
+  async #writePieces(more: () => Promise<Uint8Array | null>): Promise<{ sent: number; complete: boolean }> {
+    let sent = 0;
+    for (;;) {
+      let piece: Uint8Array | null;
+      try {
+        piece = await more();
+      } catch (error) {
+        this.#host.logError("Streamed response failed", error);
+        return { sent, complete: false };
+      }
+      if (piece === null) return { sent, complete: true };
+      if (!await this.#write(piece)) return { sent, complete: false };
+      sent += piece.length;
+    }
   }
 
   async #write(bytes: Uint8Array): Promise<boolean> {

@@ -17,9 +17,19 @@
  * @module
  */
 import type { RequestLimits } from "../http/mod.ts";
-import type { HandlerData, HandlerJob, HandlerResult } from "../handlers/mod.ts";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { HandlerData, HandlerJob, HandlerResult, StreamPart } from "../handlers/mod.ts";
 import { JobTimeoutError, QueueFullError, ThreadPool } from "../pool/mod.ts";
-import { type Admission, Connection, errorResult, type RequestLogEntry, RETRY_AFTER } from "./connection.ts";
+import {
+  type Admission,
+  Connection,
+  errorResult,
+  PieceQueue,
+  type Reply,
+  type RequestLogEntry,
+  RETRY_AFTER,
+} from "./connection.ts";
 import type { ServerOptions } from "./options.ts";
 
 export * from "./options.ts";
@@ -82,6 +92,19 @@ function describe(error: unknown): string {
   return error instanceof Error ? (error.stack ?? error.message) : String(error);
 }
 
+async function checkApp(app: string): Promise<string> {
+  const path = resolve(app);
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound ? "no such file" : (error as Error).message;
+    throw new StartError(`Invalid --app: ${app}: ${reason}`);
+  }
+  if (!info.isFile) throw new StartError(`Invalid --app: ${app} is not a file`);
+  return pathToFileURL(path).href;
+}
+
 async function checkRoot(root: string): Promise<void> {
   let info: Deno.FileInfo;
   try {
@@ -107,6 +130,7 @@ export async function startServer(
 ): Promise<Server> {
   const logError = logger.error ?? logger.info;
   await checkRoot(options.root);
+  const app = options.app === undefined ? undefined : await checkApp(options.app);
   let listener: Deno.TcpListener;
   try {
     listener = Deno.listen({ hostname: options.host, port: options.port });
@@ -128,17 +152,31 @@ export async function startServer(
     maxBody: options.maxBody,
   };
   const pool = new ThreadPool<HandlerJob, HandlerResult>(options.workers, hooks.workerUrl ?? WORKER_URL, {
-    data: { root: options.root, limits } satisfies HandlerData,
+    data: {
+      root: options.root,
+      limits,
+      app,
+      dotfiles: options.dotfiles,
+      dirListing: options.dirListing,
+      cacheControl: options.cacheControl,
+    } satisfies HandlerData,
     maxQueue: options.queue,
-    onWorkerStop: (id) => logger.info(`Shutting down worker ${id}`),
+    // Workers that never served (a failed start) are stopped without a word.
+    onWorkerStop: (id) => started && logger.info(`Shutting down worker ${id}`),
     onWorkerReplaced: (id, reason) => logError(`Worker ${id} replaced: ${reason.message}`),
   });
+  let started = false;
   try {
     await pool.ready;
+    started = true;
   } catch (error) {
     listener.close();
     await pool.close();
-    throw new StartError((error as Error).message);
+    // A bad app is the user's input: report it as such, in one line.
+    const message = app === undefined
+      ? (error as Error).message
+      : (error as Error).message.replaceAll(app, options.app!);
+    throw new StartError(message.match(/Invalid --app: [^\n]*/)?.[0] ?? message.split("\n")[0]);
   }
 
   const connections = new Set<Connection>();
@@ -168,12 +206,36 @@ export async function startServer(
       send: options.bodyTimeoutMs,
     },
     accepting: () => stopping === undefined,
-    run: (job: HandlerJob) =>
-      pool.execute(job, { transfer: [job.bytes.buffer as ArrayBuffer], timeout: options.handlerTimeoutMs })
-        .catch(failedJob),
+    run,
     logRequest: options.quiet ? () => {} : (entry: RequestLogEntry) => logger.info(formatLogLine(entry)),
     logError: (message: string, error: unknown) => logError(`${message}: ${describe(error)}`),
   };
+
+  // Runs a request on the pool. A streamed response resolves at its head, and its body
+  // pieces follow through `more`, each acknowledged to the worker once taken.
+  function run(job: HandlerJob): Promise<Reply> {
+    const { promise: first, resolve } = Promise.withResolvers<Reply>();
+    const pieces = new PieceQueue();
+    let streaming = false;
+    pool.execute(job, {
+      transfer: [job.bytes.buffer as ArrayBuffer],
+      timeout: options.handlerTimeoutMs,
+      onProgress(data, ack) {
+        const part = data as StreamPart;
+        if (part.kind === "head") {
+          streaming = true;
+          resolve({ ...part.result, more: () => pieces.next() });
+          ack();
+        } else {
+          pieces.push(part.bytes, ack);
+        }
+      },
+    }).then(
+      (result) => streaming ? pieces.end(result.bytes) : resolve(result),
+      (error) => streaming ? pieces.fail(error) : resolve(failedJob(error)),
+    );
+    return first;
+  }
 
   // A request the pool could not answer: the client gets a status, the log gets the reason.
   function failedJob(error: unknown): HandlerResult {

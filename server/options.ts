@@ -42,6 +42,14 @@ export interface ServerOptions {
   maxConnections: number;
   /** Most requests waiting for a worker; more get 503 with Retry-After. */
   queue: number;
+  /** An app module (`default { fetch }`) to run instead of the built-in app; relative to the working directory. */
+  app: string | undefined;
+  /** Serve files and folders whose name starts with a dot. */
+  dotfiles: boolean;
+  /** List folders that have no `index.html`. */
+  dirListing: boolean;
+  /** `Cache-Control` sent with static files. */
+  cacheControl: string;
 }
 
 /** The default of every option, in one place. */
@@ -68,6 +76,12 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
   maxConnections: 10_000,
   // A burst of a few thousand requests waits; beyond that, answering 503 at once beats a long wait.
   queue: 4096,
+  app: undefined,
+  // Dotfiles (.env, .git) are secrets far more often than content.
+  dotfiles: false,
+  dirListing: false,
+  // For development: caches may keep files but must revalidate (cheap, thanks to ETag), so edits show at once.
+  cacheControl: "no-cache",
 });
 
 // More threads than this is a typo, not a configuration: each worker is a V8 isolate.
@@ -91,7 +105,7 @@ export class UsageError extends Error {
   }
 }
 
-type Kind = "string" | "boolean" | "integer" | "seconds";
+type Kind = "string" | "text" | "boolean" | "integer" | "seconds";
 
 /** One command-line flag, as listed by `--help` and the README. */
 export interface FlagDoc {
@@ -254,6 +268,30 @@ export const FLAGS: readonly FlagDoc[] = [
     defaultText: String(DEFAULTS.queue),
     description: "Requests waiting for a worker; more get 503",
   },
+  {
+    flag: "--app",
+    key: "app",
+    kind: "string",
+    value: "FILE",
+    defaultText: "the built-in app",
+    description: "Module whose default export has fetch(request, info)",
+  },
+  { flag: "--dotfiles", key: "dotfiles", kind: "boolean", defaultText: "off", description: "Serve dotfiles" },
+  {
+    flag: "--dir-listing",
+    key: "dirListing",
+    kind: "boolean",
+    defaultText: "off",
+    description: "List folders without index.html",
+  },
+  {
+    flag: "--cache-control",
+    key: "cacheControl",
+    kind: "text",
+    value: "VALUE",
+    defaultText: DEFAULTS.cacheControl,
+    description: "Cache-Control for static files",
+  },
   { flag: "--help", key: "help", kind: "boolean", defaultText: "", description: "Print this help and exit" },
 ];
 
@@ -294,6 +332,10 @@ function readValue(flag: FlagDoc, source: string, text: string): string | number
       if (text.trim() === "" || /\s/.test(text)) {
         fail(flag.key === "root" ? "must be a folder" : "must not be empty or contain spaces");
       }
+      return text;
+    case "text":
+      // Sent as a header value: printable, and never able to end the header line.
+      if (text.trim() === "" || /[^\x20-\x7e]/.test(text)) fail("must be printable ASCII and not empty");
       return text;
     case "integer": {
       const min = flag.min ?? 0;

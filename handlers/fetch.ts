@@ -1,0 +1,204 @@
+/**
+ * Fetch-style apps, the shape `deno serve` takes: a module whose default
+ * export has `fetch(request, info)` returning a `Response`. This file turns a
+ * parsed request into a `Request` and the app's `Response` into bytes,
+ * streamed when its length is not known up front.
+ *
+ * @module
+ */
+import { type ParsedRequest, serializeResponse } from "../http/mod.ts";
+import type { JobProgress } from "../pool/worker.ts";
+import type { HandlerResult, StreamPart } from "./mod.ts";
+
+/** What a handler learns besides the request. */
+export interface ServeInfo {
+  /** The client's address. */
+  remoteAddr: { transport: "tcp"; hostname: string; port: number };
+  /** The id of the worker running the handler. */
+  workerId: number;
+}
+
+/** An app: what `--app` modules export by default. */
+export interface App {
+  fetch(request: Request, info: ServeInfo): Response | Promise<Response>;
+}
+
+/**
+ * Checks that a module's default export is an {@linkcode App}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isApp } from "./fetch.ts";
+ * assert.ok(isApp({ fetch: () => new Response("hi") }));
+ * assert.ok(!isApp({ handler: () => {} }));
+ * ```
+ */
+export function isApp(value: unknown): value is App {
+  return typeof value === "object" && value !== null && typeof (value as App).fetch === "function";
+}
+
+// Headers the server owns: framing and connection management are decided here.
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te"]);
+
+const encoder = new TextEncoder();
+const CHUNKED_END = encoder.encode("0\r\n\r\n");
+const NOTHING = new Uint8Array(0);
+
+/**
+ * Builds the `Request` an app sees: the full URL from the Host header (or an
+ * absolute-form target), the method, every header, and the body.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRequest } from "../http/mod.ts";
+ * import { toRequest } from "./fetch.ts";
+ * const parsed = parseRequest(new TextEncoder().encode("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"));
+ * assert.equal(toRequest(parsed).url, "http://example.com/a?b=1");
+ * ```
+ */
+export function toRequest(parsed: ParsedRequest): Request {
+  const host = parsed.headers.find(([name]) => name === "host")?.[1] || "localhost";
+  const url = parsed.target.startsWith("/")
+    ? `http://${host}${parsed.target}`
+    : parsed.target === "*"
+    ? `http://${host}/`
+    : parsed.target;
+  const hasBody = parsed.method !== "GET" && parsed.method !== "HEAD" && parsed.bodyBytes.length > 0;
+  return new Request(url, {
+    method: parsed.method,
+    headers: parsed.headers,
+    body: hasBody ? parsed.bodyBytes.slice() : undefined,
+  });
+}
+
+function responseHeaders(response: Response): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  // Iterating Headers keeps each Set-Cookie separate.
+  for (const [name, value] of response.headers) {
+    if (!HOP_BY_HOP.has(name)) out.push([name, value]);
+  }
+  return out;
+}
+
+function own(bytes: Uint8Array): Uint8Array {
+  // A stream's chunks may view a larger or shared buffer; send a copy we own.
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
+    ? bytes
+    : bytes.slice();
+}
+
+function chunkFrame(bytes: Uint8Array): Uint8Array {
+  const size = encoder.encode(`${bytes.length.toString(16)}\r\n`);
+  const out = new Uint8Array(size.length + bytes.length + 2);
+  out.set(size);
+  out.set(bytes, size.length);
+  out.set([0x0d, 0x0a], size.length + bytes.length);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** What {@linkcode writeResponse} needs to know about the exchange. */
+export interface ExchangeInfo {
+  /** The request's method (HEAD gets no body). */
+  method: string;
+  /** The request's version (HTTP/1.0 gets no chunked coding). */
+  version: "HTTP/1.0" | "HTTP/1.1";
+  /** Whether the connection closes after this response. */
+  close: boolean;
+  /** The worker's id, for the log. */
+  workerId: number;
+}
+
+/**
+ * Turns an app's `Response` into the result the main thread writes. A body
+ * that is complete as soon as it is read goes out with `Content-Length`; a
+ * body that keeps coming is streamed through `progress`, with chunked coding
+ * for HTTP/1.1 and a closing connection for HTTP/1.0.
+ */
+export async function writeResponse(
+  response: Response,
+  exchange: ExchangeInfo,
+  progress: JobProgress,
+): Promise<HandlerResult> {
+  const { status, statusText } = response;
+  const headers = responseHeaders(response);
+  const { workerId } = exchange;
+  const head = exchange.method === "HEAD";
+  const bodyless = status === 204 || status === 304 || status < 200;
+  const keepAlive = exchange.version === "HTTP/1.0";
+  const reader = response.body?.getReader();
+  if (reader === undefined || bodyless) {
+    await reader?.cancel();
+    const bytes = serializeResponse({ status, reason: statusText, headers, close: exchange.close, keepAlive });
+    return { bytes, status, workerId, close: exchange.close };
+  }
+
+  // Read what is there at once: a bytes or string body is complete after that;
+  // a body that makes us wait is a stream.
+  const parts: Uint8Array[] = [];
+  for (;;) {
+    const next = reader.read();
+    const ready = await Promise.race([next, new Promise<"later">((resolve) => setTimeout(() => resolve("later"), 0))]);
+    if (ready === "later") {
+      if (!head) return await stream(next);
+      // HEAD of a body whose length is unknown: neither Content-Length nor chunked.
+      await reader.cancel();
+      const bytes = serializeResponse({
+        status,
+        reason: statusText,
+        headers,
+        length: "close",
+        close: exchange.close,
+        keepAlive,
+      });
+      return { bytes, status, workerId, close: exchange.close };
+    }
+    if (ready.done) break;
+    parts.push(ready.value);
+  }
+  const body = concat(parts);
+  const bytes = serializeResponse({
+    status,
+    reason: statusText,
+    headers,
+    body,
+    omitBody: head,
+    close: exchange.close,
+    keepAlive,
+  });
+  return { bytes, status, workerId, close: exchange.close };
+
+  async function stream(pending: Promise<ReadableStreamReadResult<Uint8Array>>): Promise<HandlerResult> {
+    const chunked = exchange.version === "HTTP/1.1";
+    const close = exchange.close || !chunked;
+    const start = serializeResponse({
+      status,
+      reason: statusText,
+      headers,
+      length: chunked ? "chunked" : "close",
+      close,
+    });
+    await progress.emit({ kind: "head", result: { bytes: start, status, workerId, close } } satisfies StreamPart, [
+      start.buffer as ArrayBuffer,
+    ]);
+    const send = async (bytes: Uint8Array) => {
+      if (bytes.length === 0) return;
+      const framed = chunked ? chunkFrame(bytes) : own(bytes);
+      await progress.emit({ kind: "chunk", bytes: framed } satisfies StreamPart, [framed.buffer as ArrayBuffer]);
+    };
+    for (const part of parts) await send(part);
+    for (let result = await pending; !result.done; result = await reader!.read()) await send(result.value);
+    return { bytes: chunked ? CHUNKED_END.slice() : NOTHING.slice(), status, workerId, close };
+  }
+}
