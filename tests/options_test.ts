@@ -40,6 +40,12 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
     "7",
     "--queue",
     "9",
+    "--app",
+    "app.ts",
+    "--dotfiles",
+    "--dir-listing",
+    "--cache-control",
+    "public, max-age=60",
   ], noEnv);
   assert.deepEqual(result, {
     help: false,
@@ -60,6 +66,10 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
       handlerTimeoutMs: 60_000,
       maxConnections: 7,
       queue: 9,
+      app: "app.ts",
+      dotfiles: true,
+      dirListing: true,
+      cacheControl: "public, max-age=60",
     },
   });
 });
@@ -111,4 +121,12 @@ Deno.test("the README's flag table lists every flag with its default", async () 
     assert.ok(row, `README has no row for ${flag.flag}`);
     assert.ok(row.includes(flag.defaultText), `README row for ${flag.flag} does not show ${flag.defaultText}`);
   }
+});
+
+Deno.test("parseCli() refuses a Cache-Control value that could break the header line", () => {
+  assert.throws(
+    () => parseCli(["--cache-control", "a\r\nX: y"], noEnv),
+    /Invalid --cache-control: must be printable ASCII/,
+  );
+  assert.throws(() => parseCli(["--cache-control", " "], noEnv), /Invalid --cache-control/);
 });
