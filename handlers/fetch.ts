@@ -144,26 +144,14 @@ export async function writeResponse(
     return { bytes, status, workerId, close: exchange.close };
   }
 
-  // Read what is there at once: a bytes or string body is complete after that;
-  // a body that makes us wait is a stream.
+  // A bytes or string body arrives as one piece followed at once by the end: send it
+  // with Content-Length. Anything else (a second piece, or a wait) is a stream.
   const parts: Uint8Array[] = [];
   for (;;) {
     const next = reader.read();
+    if (parts.length === 2) return head ? await headOfStream() : await stream(next);
     const ready = await Promise.race([next, new Promise<"later">((resolve) => setTimeout(() => resolve("later"), 0))]);
-    if (ready === "later") {
-      if (!head) return await stream(next);
-      // HEAD of a body whose length is unknown: neither Content-Length nor chunked.
-      await reader.cancel();
-      const bytes = serializeResponse({
-        status,
-        reason: statusText,
-        headers,
-        length: "close",
-        close: exchange.close,
-        keepAlive,
-      });
-      return { bytes, status, workerId, close: exchange.close };
-    }
+    if (ready === "later") return head ? await headOfStream() : await stream(next);
     if (ready.done) break;
     parts.push(ready.value);
   }
@@ -178,6 +166,20 @@ export async function writeResponse(
     keepAlive,
   });
   return { bytes, status, workerId, close: exchange.close };
+
+  // HEAD of a body whose length is unknown: neither Content-Length nor chunked.
+  async function headOfStream(): Promise<HandlerResult> {
+    await reader!.cancel();
+    const bytes = serializeResponse({
+      status,
+      reason: statusText,
+      headers,
+      length: "close",
+      close: exchange.close,
+      keepAlive,
+    });
+    return { bytes, status, workerId, close: exchange.close };
+  }
 
   async function stream(pending: Promise<ReadableStreamReadResult<Uint8Array>>): Promise<HandlerResult> {
     const chunked = exchange.version === "HTTP/1.1";

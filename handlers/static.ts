@@ -210,12 +210,16 @@ export async function serveStatic(
   let real = await realInside(options.root, join(options.root, ...decoded.segments));
   if (real === undefined) return undefined;
   let info = await Deno.stat(real);
+  // A file named with a trailing slash is not a folder.
+  if (decoded.directory && !info.isDirectory) return undefined;
   if (request.method !== "GET" && request.method !== "HEAD") return plain(405, [["Allow", "GET, HEAD"]]);
 
   if (info.isDirectory) {
-    if (!path.endsWith("/")) {
+    if (!decoded.directory) {
+      // Built from the normalised segments, so `//host` can never become a redirect to another host.
       const query = request.target.includes("?") ? request.target.slice(request.target.indexOf("?")) : "";
-      return { status: 301, headers: [["Location", `${path}/${query}`]], body: EMPTY };
+      const location = `/${decoded.segments.map(encodeURIComponent).join("/")}/`.replace(/^\/\/$/, "/");
+      return { status: 301, headers: [["Location", location + query]], body: EMPTY };
     }
     const index = await realInside(options.root, join(real, "index.html"));
     const indexInfo = index === undefined ? undefined : await Deno.stat(index);
