@@ -94,6 +94,8 @@ Deno.test("the server over real sockets", async (t) => {
       assert.deepEqual(responses.map((r) => r?.status), [200, 200, 404]);
       // One after another, two five-second sleeps take ten seconds.
       assert.ok(elapsed < 8000, `two pipelined /sleep requests on two workers took ${elapsed} ms`);
+      // The log line follows the response on the server's stdout; wait for it.
+      await server.waitForLine(/^GET \/x 404 /);
       const logged = server.lines.filter((l) => /^GET \/(sleep\?first|sleep\?second|x) /.test(l));
       assert.deepEqual(logged.map((l) => l.split(" ")[1]), ["/sleep?first", "/sleep?second", "/x"]);
       assert.notEqual(logged[0].split(" worker ")[1], logged[1].split(" worker ")[1], "both sleeps ran on one worker");
