@@ -92,28 +92,18 @@ function describe(error: unknown): string {
   return error instanceof Error ? (error.stack ?? error.message) : String(error);
 }
 
-async function checkApp(app: string): Promise<string> {
-  const path = resolve(app);
+// Checks that a path given on the command line is a file or a folder, in one clear line if not.
+async function checkPath(flag: string, path: string, kind: "file" | "folder"): Promise<void> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound ? "no such file" : (error as Error).message;
-    throw new StartError(`Invalid --app: ${app}: ${reason}`);
+    const reason = error instanceof Deno.errors.NotFound ? `no such ${kind}` : (error as Error).message;
+    throw new StartError(`Invalid ${flag}: ${path}: ${reason}`);
   }
-  if (!info.isFile) throw new StartError(`Invalid --app: ${app} is not a file`);
-  return pathToFileURL(path).href;
-}
-
-async function checkRoot(root: string): Promise<void> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(root);
-  } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound ? "no such folder" : (error as Error).message;
-    throw new StartError(`Invalid --root: ${root}: ${reason}`);
+  if (kind === "file" ? !info.isFile : !info.isDirectory) {
+    throw new StartError(`Invalid ${flag}: ${path} is not a ${kind}`);
   }
-  if (!info.isDirectory) throw new StartError(`Invalid --root: ${root} is not a folder`);
 }
 
 /**
@@ -129,8 +119,9 @@ export async function startServer(
   hooks: StartHooks = {},
 ): Promise<Server> {
   const logError = logger.error ?? logger.info;
-  await checkRoot(options.root);
-  const app = options.app === undefined ? undefined : await checkApp(options.app);
+  await checkPath("--root", options.root, "folder");
+  if (options.app !== undefined) await checkPath("--app", options.app, "file");
+  const app = options.app === undefined ? undefined : pathToFileURL(resolve(options.app)).href;
   let listener: Deno.TcpListener;
   try {
     listener = Deno.listen({ hostname: options.host, port: options.port });
