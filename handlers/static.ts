@@ -127,17 +127,19 @@ function noneMatch(value: string, etag: string): boolean {
   return value.split(",").some((tag) => tag.trim().replace(/^W\//, "") === bare);
 }
 
-// Which precompressed coding the client accepts, best first by our order and its q-values.
-function acceptedCodings(value: string | undefined): Set<string> {
-  const accepted = new Set<string>();
-  if (!value) return accepted;
+// The client's weight (q-value) for a content coding; 0 when it is not acceptable.
+function codingWeight(value: string | undefined, coding: string): number {
+  if (!value) return 0;
+  let wildcard = 0;
   for (const item of value.split(",")) {
-    const [coding, ...params] = item.trim().toLowerCase().split(";").map((p) => p.trim());
+    const [name, ...params] = item.trim().toLowerCase().split(";").map((p) => p.trim());
     const q = params.find((p) => p.startsWith("q="));
-    if (q !== undefined && !(Number(q.slice(2)) > 0)) continue;
-    accepted.add(coding);
+    const weight = q === undefined ? 1 : Number(q.slice(2));
+    if (!(weight > 0)) continue;
+    if (name === coding) return weight;
+    if (name === "*") wildcard = weight;
   }
-  return accepted;
+  return wildcard;
 }
 
 function escapeHtml(text: string): string {
@@ -237,18 +239,23 @@ export async function serveStatic(
   // A precompressed sibling, when the client accepts its coding.
   let encoding: string | undefined;
   let hasVariants = false;
-  const accepted = acceptedCodings(header(request, "accept-encoding"));
+  const acceptEncoding = header(request, "accept-encoding");
+  let bestWeight = 0;
+  let chosen: [path: string, info: Deno.FileInfo] | undefined;
   for (const [coding, suffix] of ENCODINGS) {
     const variant = await realInside(options.root, real + suffix);
     const variantInfo = variant === undefined ? undefined : await Deno.stat(variant);
     if (!variantInfo?.isFile) continue;
     hasVariants = true;
-    if (encoding === undefined && accepted.has(coding)) {
+    // The client's highest weight wins; on a tie, the smaller coding (earlier in ENCODINGS).
+    const weight = codingWeight(acceptEncoding, coding);
+    if (weight > bestWeight) {
+      bestWeight = weight;
       encoding = coding;
-      real = variant!;
-      info = variantInfo;
+      chosen = [variant!, variantInfo];
     }
   }
+  if (chosen) [real, info] = chosen;
   if (hasVariants) headers.push(["Vary", "Accept-Encoding"]);
   if (encoding) headers.push(["Content-Encoding", encoding]);
 
