@@ -199,8 +199,14 @@ export async function writeResponse(
       const framed = chunked ? chunkFrame(bytes) : own(bytes);
       await progress.emit({ kind: "chunk", bytes: framed } satisfies StreamPart, [framed.buffer as ArrayBuffer]);
     };
-    for (const part of parts) await send(part);
-    for (let result = await pending; !result.done; result = await reader!.read()) await send(result.value);
+    try {
+      for (const part of parts) await send(part);
+      for (let result = await pending; !result.done; result = await reader!.read()) await send(result.value);
+    } catch (error) {
+      // The client is gone (the pool cancelled the job) or the stream failed: stop the app's stream too.
+      await reader!.cancel(error).catch(() => {});
+      throw error;
+    }
     return { bytes: chunked ? CHUNKED_END.slice() : NOTHING.slice(), status, workerId, close };
   }
 }

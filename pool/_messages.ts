@@ -20,6 +20,12 @@ export interface AckMessage {
   seq: number;
 }
 
+/** Pool to worker: nobody wants job `seq`'s output any more; its next `emit` rejects. */
+export interface CancelMessage {
+  type: "cancel";
+  seq: number;
+}
+
 /** Pool to worker: finish up and exit. */
 export interface StopMessage {
   type: "stop";
@@ -60,7 +66,7 @@ export interface SerializedError {
   stack?: string;
 }
 
-export type ToWorker = InitMessage | JobMessage | AckMessage | StopMessage;
+export type ToWorker = InitMessage | JobMessage | AckMessage | CancelMessage | StopMessage;
 export type FromWorker = ReadyMessage | SetupFailedMessage | ResultMessage | ProgressMessage | StoppedMessage;
 
 export function serializeError(error: unknown): SerializedError {

@@ -85,6 +85,11 @@ export interface ExecuteOptions {
    * many messages are unacknowledged.
    */
   onProgress?: (data: unknown, ack: () => void) => void;
+  /**
+   * Cancels the job: a queued job is dropped and rejects with the signal's
+   * reason; a running job's next `progress.emit` rejects, so it can stop.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -274,8 +279,23 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     if (this.queued >= this.#options.maxQueue && this.#idle.length === 0) {
       return Promise.reject(new QueueFullError(this.#options.maxQueue));
     }
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const { promise, resolve, reject } = Promise.withResolvers<Result>();
-    this.#queue.push({ seq: this.#seq++, job, options, resolve: resolve as (r: unknown) => void, reject });
+    const task: Task = { seq: this.#seq++, job, options, resolve: resolve as (r: unknown) => void, reject };
+    if (signal) {
+      const onAbort = () => this.#cancel(task, signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      task.resolve = (result) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(result as Result);
+      };
+      task.reject = (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      };
+    }
+    this.#queue.push(task);
     this.#dispatch();
     return promise;
   }
@@ -426,6 +446,19 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     }
     this.#options.onWorkerReplaced(slot.id, reason);
     this.#slots[slot.id] = this.#spawn(slot.id);
+    this.#checkDrained();
+  }
+
+  #cancel(task: Task, reason: unknown): void {
+    const running = this.#slots.find((slot) => slot.task === task);
+    if (running) {
+      running.worker.postMessage({ type: "cancel", seq: task.seq } satisfies ToWorker);
+      return;
+    }
+    const at = this.#queue.indexOf(task, this.#queueHead);
+    if (at === -1) return;
+    this.#queue.splice(at, 1);
+    task.reject(reason instanceof Error ? reason : new DOMException("The job was cancelled", "AbortError"));
     this.#checkDrained();
   }
 

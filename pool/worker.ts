@@ -49,6 +49,8 @@ export interface JobProgress {
    * Sends `data` to the pool's `onProgress` for this job. Resolves at once
    * while fewer than {@linkcode PROGRESS_WINDOW} messages wait to be
    * consumed, so a fast producer cannot run ahead of a slow consumer.
+   * Rejects with an `AbortError` once the pool has cancelled the job (its
+   * `signal` aborted): the job should stop producing.
    */
   emit(data: unknown, transfer?: Transferable[]): Promise<void>;
 }
@@ -144,6 +146,8 @@ export function runJobs<Job, Result, Data = unknown>(
       });
     } else if (message.type === "ack") {
       if (message.seq === current?.seq) current.ack();
+    } else if (message.type === "cancel") {
+      if (message.seq === current?.seq) current.cancel();
     } else if (message.type === "job") {
       const { seq, job } = message;
       chain = chain.then(async () => {
@@ -170,6 +174,7 @@ class Progress implements JobProgress {
   readonly seq: number;
   readonly #scope: WorkerScope;
   #unacked = 0;
+  #cancelled = false;
   #waiters: Array<() => void> = [];
 
   constructor(seq: number, scope: WorkerScope) {
@@ -178,7 +183,10 @@ class Progress implements JobProgress {
   }
 
   async emit(data: unknown, transfer: Transferable[] = []): Promise<void> {
-    while (this.#unacked >= PROGRESS_WINDOW) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    while (this.#unacked >= PROGRESS_WINDOW && !this.#cancelled) {
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+    if (this.#cancelled) throw new DOMException("The job's output is no longer wanted", "AbortError");
     this.#unacked++;
     this.#scope.postMessage({ type: "progress", seq: this.seq, data }, transfer);
   }
@@ -186,5 +194,10 @@ class Progress implements JobProgress {
   ack(): void {
     this.#unacked--;
     this.#waiters.shift()?.();
+  }
+
+  cancel(): void {
+    this.#cancelled = true;
+    for (const wake of this.#waiters.splice(0)) wake();
   }
 }

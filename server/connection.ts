@@ -36,6 +36,8 @@ const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
  */
 export interface Reply extends HandlerResult {
   more?: () => Promise<Uint8Array | null>;
+  /** Tells the producer of `more` that its pieces will not be sent, so its worker is freed. */
+  abandon?: () => void;
 }
 
 /**
@@ -371,6 +373,8 @@ export class Connection {
         bytes += sent;
         written = complete;
       }
+      // A stream that will not be sent whole (the client left) must not keep its worker producing.
+      if (!written) out.abandon?.();
       // A body cut short cannot be completed or followed: only closing tells the client.
       if (!written) this.#close();
       this.#inflight--;

@@ -207,15 +207,17 @@ export async function startServer(
   function run(job: HandlerJob): Promise<Reply> {
     const { promise: first, resolve } = Promise.withResolvers<Reply>();
     const pieces = new PieceQueue();
+    const cancel = new AbortController();
     let streaming = false;
     pool.execute(job, {
       transfer: [job.bytes.buffer as ArrayBuffer],
       timeout: options.handlerTimeoutMs,
+      signal: cancel.signal,
       onProgress(data, ack) {
         const part = data as StreamPart;
         if (part.kind === "head") {
           streaming = true;
-          resolve({ ...part.result, more: () => pieces.next() });
+          resolve({ ...part.result, more: () => pieces.next(), abandon: () => cancel.abort() });
           ack();
         } else {
           pieces.push(part.bytes, ack);

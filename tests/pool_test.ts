@@ -134,3 +134,25 @@ Deno.test("ThreadPool.execute() delivers a job's progress in order before its re
   assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => i));
   assert.ok(acks >= 12);
 });
+
+Deno.test("ThreadPool.execute() with a signal drops a queued job and stops a running job's progress", async () => {
+  await using p = pool(1);
+  const running = new AbortController();
+  const parts: unknown[] = [];
+  const streaming = p.execute({ op: "parts", count: 1_000_000 }, {
+    signal: running.signal,
+    onProgress: (data, ack) => {
+      parts.push(data);
+      ack();
+      if (parts.length === 5) running.abort();
+    },
+  });
+  const queued = new AbortController();
+  const waiting = p.execute({ op: "double", n: 1 }, { signal: queued.signal });
+  queued.abort(new Error("not wanted"));
+  await assert.rejects(waiting, /not wanted/);
+  await assert.rejects(streaming, (error: unknown) => (error as Error).name === "AbortError");
+  assert.ok(parts.length < 1000, `${parts.length} parts after the abort`);
+  // The worker is free again.
+  assert.equal((await p.execute({ op: "double", n: 2 })).value, 4);
+});
