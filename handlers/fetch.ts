@@ -83,10 +83,8 @@ function responseHeaders(response: Response): Array<[string, string]> {
 }
 
 function own(bytes: Uint8Array): Uint8Array {
-  // A stream's chunks may view a larger or shared buffer; send a copy we own.
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
-    ? bytes
-    : bytes.slice();
+  // Always a copy: the piece is transferred to the main thread, and the app may reuse its buffer.
+  return bytes.slice();
 }
 
 function chunkFrame(bytes: Uint8Array): Uint8Array {
@@ -140,7 +138,10 @@ export async function writeResponse(
   const reader = response.body?.getReader();
   if (reader === undefined || bodyless) {
     await reader?.cancel();
-    const bytes = serializeResponse({ status, reason: statusText, headers, close: exchange.close, keepAlive });
+    // An app that answers HEAD itself may state the length a GET would have.
+    const declared = head ? response.headers.get("content-length") : null;
+    const length = declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined;
+    const bytes = serializeResponse({ status, reason: statusText, headers, length, close: exchange.close, keepAlive });
     return { bytes, status, workerId, close: exchange.close };
   }
 
@@ -199,13 +200,24 @@ export async function writeResponse(
       const framed = chunked ? chunkFrame(bytes) : own(bytes);
       await progress.emit({ kind: "chunk", bytes: framed } satisfies StreamPart, [framed.buffer as ArrayBuffer]);
     };
+    // A cancelled job stops even while the app's stream is quiet.
+    const onAbort = () => reader!.cancel(progress.signal?.reason).catch(() => {});
+    progress.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for (const part of parts) await send(part);
-      for (let result = await pending; !result.done; result = await reader!.read()) await send(result.value);
+      for (let result = await pending; !result.done; result = await reader!.read()) {
+        if (!(result.value instanceof Uint8Array)) {
+          throw new TypeError("The app's stream gave a chunk that is not bytes");
+        }
+        await send(result.value);
+      }
+      progress.signal?.throwIfAborted();
     } catch (error) {
       // The client is gone (the pool cancelled the job) or the stream failed: stop the app's stream too.
       await reader!.cancel(error).catch(() => {});
       throw error;
+    } finally {
+      progress.signal?.removeEventListener("abort", onAbort);
     }
     return { bytes: chunked ? CHUNKED_END.slice() : NOTHING.slice(), status, workerId, close };
   }

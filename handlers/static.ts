@@ -134,8 +134,8 @@ function codingWeight(value: string | undefined, coding: string): number {
   for (const item of value.split(",")) {
     const [name, ...params] = item.trim().toLowerCase().split(";").map((p) => p.trim());
     const q = params.find((p) => p.startsWith("q="));
-    const weight = q === undefined ? 1 : Number(q.slice(2));
-    if (!(weight > 0)) continue;
+    const weight = q === undefined ? 1 : (Number(q.slice(2)) || 0);
+    // A coding named with q=0 is refused even if `*` would allow it (RFC 9110 section 12.5.3).
     if (name === coding) return weight;
     if (name === "*") wildcard = weight;
   }
@@ -280,9 +280,13 @@ export async function serveStatic(
   let status = 200;
   const range = header(request, "range");
   if (range !== undefined && ifRangeHolds(header(request, "if-range"), etag, lastModified)) {
-    const ranges = parseRange(info.size, range, { combine: true });
+    // A suffix longer than the file means the whole file (RFC 9110 section 14.1.2);
+    // range-parser would call it unsatisfiable.
+    const clamped = range.replace(/(=|,)\s*-(\d+)/g, (all, sep, n) => Number(n) > info.size ? `${sep}0-` : all);
+    const ranges = parseRange(info.size, clamped, { combine: true });
     if (ranges === -1) {
-      return { ...plain(416, [["Content-Range", `bytes */${info.size}`]]) };
+      const variantHeaders = headers.filter(([name]) => name === "Vary" || name === "Content-Encoding");
+      return plain(416, [["Content-Range", `bytes */${info.size}`], ...variantHeaders]);
     }
     // Several ranges are answered with the whole file (RFC 9110 allows ignoring Range).
     if (ranges !== -2 && ranges.type === "bytes" && ranges.length === 1) {

@@ -73,10 +73,11 @@ export interface ExecuteOptions {
   /** Objects whose ownership moves to the worker with the job. */
   transfer?: Transferable[];
   /**
-   * Milliseconds the job may run once a worker has taken it, counted again
-   * from each progress message; past that the worker is terminated and
-   * replaced, and the job rejects with {@linkcode JobTimeoutError}. No limit
-   * when absent.
+   * Milliseconds the job may run once a worker has taken it; past that the
+   * worker is terminated and replaced, and the job rejects with
+   * {@linkcode JobTimeoutError}. The clock is paused while `onProgress` holds
+   * unacknowledged messages, and starts afresh when they are all
+   * acknowledged. No limit when absent.
    */
   timeout?: number;
   /**
@@ -165,6 +166,8 @@ interface Task {
   seq: number;
   job: unknown;
   options: ExecuteOptions;
+  // Progress messages handed to onProgress and not yet acknowledged.
+  unacked?: number;
   resolve(result: unknown): void;
   reject(error: Error): void;
 }
@@ -375,14 +378,18 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         const task = slot.task;
         if (!task || task.seq !== message.seq) return;
         const { timeout, onProgress } = task.options;
-        if (timeout !== undefined) {
-          // A job that makes progress is not stuck.
-          clearTimeout(slot.timer);
-          slot.timer = setTimeout(() => this.#replace(slot, new JobTimeoutError(timeout)), timeout);
-        }
+        // While the consumer holds unacknowledged output, any wait is the consumer's, not the
+        // job's: the timeout is paused, and starts afresh once everything has been taken.
+        clearTimeout(slot.timer);
+        slot.timer = undefined;
+        task.unacked = (task.unacked ?? 0) + 1;
+        let acked = false;
         const ack = () => {
-          if (this.#slots[slot.id] === slot && slot.task === task) {
-            slot.worker.postMessage({ type: "ack", seq: task.seq } satisfies ToWorker);
+          if (acked || this.#slots[slot.id] !== slot || slot.task !== task) return;
+          acked = true;
+          slot.worker.postMessage({ type: "ack", seq: task.seq } satisfies ToWorker);
+          if (--task.unacked! === 0 && timeout !== undefined) {
+            slot.timer = setTimeout(() => this.#replace(slot, new JobTimeoutError(timeout)), timeout);
           }
         };
         if (onProgress) onProgress(message.data, ack);

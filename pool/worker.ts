@@ -53,6 +53,8 @@ export interface JobProgress {
    * `signal` aborted): the job should stop producing.
    */
   emit(data: unknown, transfer?: Transferable[]): Promise<void>;
+  /** Aborts when the pool cancels the job, so a job waiting on something else can stop at once. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -175,6 +177,8 @@ class Progress implements JobProgress {
   readonly #scope: WorkerScope;
   #unacked = 0;
   #cancelled = false;
+  readonly #abort = new AbortController();
+  readonly signal: AbortSignal = this.#abort.signal;
   #waiters: Array<() => void> = [];
 
   constructor(seq: number, scope: WorkerScope) {
@@ -198,6 +202,7 @@ class Progress implements JobProgress {
 
   cancel(): void {
     this.#cancelled = true;
+    this.#abort.abort(new DOMException("The job's output is no longer wanted", "AbortError"));
     for (const wake of this.#waiters.splice(0)) wake();
   }
 }

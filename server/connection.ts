@@ -183,6 +183,9 @@ export class Connection {
   // Complete requests wait in the buffer while MAX_PIPELINED responses are in flight.
   #backpressure = false;
   #writeDeadline = Infinity;
+  // The client closed or reset its side; streams in flight are abandoned rather than awaited.
+  #peerGone = false;
+  readonly #abandons = new Set<() => void>();
   #waiting: Waiting = "first";
   #deadline: number;
   #headSeen = false;
@@ -287,8 +290,10 @@ export class Connection {
         try {
           n = await this.#conn.read(chunk);
         } catch {
-          break; // reset by the peer, or closed by us
+          if (!this.#closed) this.#peerLeft(); // reset by the peer (or closed by us)
+          break;
         }
+        if (n === null) this.#peerLeft();
         if (n === null || this.#closed || this.#stopReading) break;
         this.#append(chunk.subarray(0, n));
         this.#updateDeadline();
@@ -345,6 +350,14 @@ export class Connection {
     this.#close();
   }
 
+  // The client will read nothing more that a stream could send: free the workers producing streams.
+  // Complete responses are still written, for a client that only half-closed.
+  #peerLeft(): void {
+    this.#peerGone = true;
+    for (const abandon of this.#abandons) abandon();
+    this.#abandons.clear();
+  }
+
   // Answers with an error status from the main thread, after any responses in flight, then closes.
   #respondNow(status: number): void {
     this.#respond("-", "-", Promise.resolve(errorResult(status, status === 503 ? [RETRY_AFTER] : [])));
@@ -368,10 +381,16 @@ export class Connection {
         bytes += sent;
         written = sent === out.file.length;
       }
-      if (written && out.more) {
-        const { sent, complete } = await this.#writePieces(out.more);
-        bytes += sent;
-        written = complete;
+      if (written && out.more && out.abandon) {
+        if (this.#peerGone) {
+          written = false;
+        } else {
+          this.#abandons.add(out.abandon);
+          const { sent, complete } = await this.#writePieces(out.more);
+          this.#abandons.delete(out.abandon);
+          bytes += sent;
+          written = complete;
+        }
       }
       // A stream that will not be sent whole (the client left) must not keep its worker producing.
       if (!written) out.abandon?.();
