@@ -843,3 +843,16 @@ Deno.test("the client's q-values choose between precompressed br and gzip", asyn
     assert.equal(response.text, body, accept);
   }
 });
+
+Deno.test("a suffix range longer than the file gives the whole file as 206, and q=0 refuses a coding despite *", async () => {
+  await using site = await openSite({ files: { "small.txt": "0123456789", "app.js": "plain", "app.js.br": "brotli" } });
+  const [ranged, refused] = await exchange(site.port, [
+    "GET /small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=-100\r\n\r\n",
+    "GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br;q=0, *\r\n\r\n",
+  ]);
+  assert.equal(ranged.status, 206);
+  assert.equal(ranged.headers.get("content-range"), "bytes 0-9/10");
+  assert.equal(ranged.text, "0123456789");
+  assert.equal(refused.headers.get("content-encoding"), undefined);
+  assert.equal(refused.text, "plain");
+});
