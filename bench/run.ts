@@ -21,22 +21,23 @@ interface ServerSpec {
   env?: Record<string, string>;
 }
 
+// This server, quiet, with `workers` workers and any further flags.
+function webserverArgs(workers: number, ...flags: string[]): string[] {
+  return [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-env",
+    "main.ts",
+    "--quiet",
+    "--workers",
+    String(workers),
+    ...flags,
+  ];
+}
+
 const SERVERS: ServerSpec[] = [
-  {
-    name: "webserver (pool)",
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      "main.ts",
-      "--quiet",
-      "--workers",
-      String(WORKERS),
-      "--app",
-      "bench/app.ts",
-    ],
-  },
+  { name: "webserver (pool)", args: webserverArgs(WORKERS, "--app", "bench/app.ts") },
   { name: "Deno.serve (1 isolate)", args: ["serve", "--allow-read", "bench/app.ts"] },
   {
     name: `deno serve --parallel (${WORKERS})`,
@@ -120,18 +121,7 @@ async function waitUntilServing(url: string): Promise<void> {
 async function idleRssWithFourWorkers(): Promise<number> {
   const port = freePort();
   const child = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      "main.ts",
-      "--quiet",
-      "--workers",
-      "4",
-      "--port",
-      String(port),
-    ],
+    args: webserverArgs(4, "--port", String(port)),
     cwd: ROOT,
     stdout: "null",
     stderr: "null",
