@@ -17,6 +17,7 @@ export * from "./routes.ts";
 export * from "./job.ts";
 export * from "./fetch.ts";
 export * from "./static.ts";
+export * from "./codec.ts";
 
 /** One request on its way to a worker. */
 export interface HandlerJob {

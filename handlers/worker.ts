@@ -5,6 +5,7 @@
  * @module
  */
 import { runJobs } from "../pool/worker.ts";
+import { HANDLER_CODEC } from "./codec.ts";
 import { handleJob, setupWorker, type WorkerState } from "./job.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "./mod.ts";
 
@@ -15,4 +16,5 @@ runJobs<HandlerJob, HandlerResult, HandlerData>((job, { id }, progress) => handl
     state = await setupWorker(data);
   },
   transfer: (result) => [result.bytes.buffer as ArrayBuffer],
+  codec: HANDLER_CODEC,
 });

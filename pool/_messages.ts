@@ -1,18 +1,23 @@
-// Messages between the pool (main thread) and its workers, in one place.
+// Messages between the pool (main thread) and its workers, in one place. Jobs
+// are named by their position in the shared queue (`seq`).
+import type { QueueBuffers } from "./_shared.ts";
 
-/** Pool to worker: the worker's identity and start-up data. Sent once, first. */
+/**
+ * Pool to worker: the worker's identity, its start-up data, and the shared
+ * memory it works through. Sent once, first. `worker` is unique to this
+ * worker among all the pool has started (a replacement gets a new one).
+ */
 export interface InitMessage {
   type: "init";
   id: number;
+  worker: number;
   data: unknown;
+  queue: QueueBuffers;
+  running: SharedArrayBuffer;
 }
 
-/** Pool to worker: run one job. */
-export interface JobMessage {
-  type: "job";
-  seq: number;
-  job: unknown;
-}
+/** Pool to worker: the payload of the job at `seq`, which the worker asked for; absent when it was cancelled. */
+export type JobMessage = { type: "job"; seq: number; job: unknown } | { type: "job"; seq: number; gone: true };
 
 /** Pool to worker: the main thread has consumed one progress message of job `seq`. */
 export interface AckMessage {
@@ -36,7 +41,13 @@ export interface ReadyMessage {
   type: "ready";
 }
 
-/** Worker to pool: the outcome of the job `seq`. */
+/** Worker to pool: send the payload of the job `seq`, which it claimed from the queue. */
+export interface WantMessage {
+  type: "want";
+  seq: number;
+}
+
+/** Worker to pool: the outcome of the job `seq`, when it does not go through the reply ring. */
 export type ResultMessage =
   | { type: "result"; seq: number; ok: true; result: unknown }
   | { type: "result"; seq: number; ok: false; error: SerializedError };
@@ -67,7 +78,13 @@ export interface SerializedError {
 }
 
 export type ToWorker = InitMessage | JobMessage | AckMessage | CancelMessage | StopMessage;
-export type FromWorker = ReadyMessage | SetupFailedMessage | ResultMessage | ProgressMessage | StoppedMessage;
+export type FromWorker =
+  | ReadyMessage
+  | WantMessage
+  | SetupFailedMessage
+  | ResultMessage
+  | ProgressMessage
+  | StoppedMessage;
 
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };

@@ -17,3 +17,4 @@
  */
 export * from "./thread_pool.ts";
 export * from "./worker.ts";
+export * from "./codec.ts";

@@ -2,18 +2,28 @@
  * A fixed-size pool of module Web Workers fed from one shared queue, after the
  * `ThreadPool` of the book's web server chapter.
  *
- * Theory of operation: every job enters one FIFO queue. A worker is idle once
- * it has reported ready and has no job; whenever a job arrives or a worker
- * becomes idle, the oldest job goes to the worker that has been idle longest.
- * A job therefore never waits behind a busy worker while another is idle.
- * Jobs and results travel by `postMessage`. A worker that dies, or whose job
- * runs past its timeout, is terminated and replaced under the same id, and its
- * job is rejected. Closing lets the queue drain, then stops the workers one by
- * one.
+ * Theory of operation: every job enters one FIFO queue in shared memory
+ * (`_shared.ts`), and each worker takes the oldest job whenever it is free,
+ * as the book's workers take jobs from one channel. A job therefore never
+ * waits behind a busy worker while another is idle, and a busy pool needs no
+ * round trip per job: a worker goes from one job to the next on its own, and
+ * the main thread collects many results per wake-up.
+ *
+ * With a {@linkcode PoolCodec}, jobs and results travel as bytes in shared
+ * memory; without one (or when too large), the queue carries only the job's
+ * place and the payloads travel by `postMessage`. Progress, cancellation and
+ * errors always travel by message. When the queue's memory is full, jobs wait
+ * in a list in the main thread, in order.
+ *
+ * A worker that dies, or whose job runs past its timeout, is terminated and
+ * replaced under the same id, and its job is rejected. Closing lets the queue
+ * drain, then stops the workers one by one.
  *
  * @module
  */
 import type { FromWorker, SerializedError, ToWorker } from "./_messages.ts";
+import { JobQueue, ReplyRing, RunningJob } from "./_shared.ts";
+import type { PoolCodec } from "./codec.ts";
 
 /**
  * Options for {@linkcode ThreadPool}; each default is in {@linkcode DEFAULT_POOL_OPTIONS}.
@@ -29,7 +39,7 @@ import type { FromWorker, SerializedError, ToWorker } from "./_messages.ts";
  * assert.deepEqual(stopped, [0, 1]);
  * ```
  */
-export interface ThreadPoolOptions {
+export interface ThreadPoolOptions<Job = unknown, Result = unknown> {
   /**
    * Sent once to every worker (structured-cloned) and given to its setup.
    * @default {undefined}
@@ -47,6 +57,13 @@ export interface ThreadPoolOptions {
    */
   maxQueue?: number;
   /**
+   * Encodes jobs and results as bytes in shared memory, the fast path; the
+   * worker module must pass the same codec to `runJobs`. Without one, jobs
+   * and results are structured-cloned through `postMessage`.
+   * @default {undefined}
+   */
+  codec?: PoolCodec<Job, Result>;
+  /**
    * Called just before each worker is stopped by {@linkcode ThreadPool.close}.
    * @default {() => {}}
    */
@@ -57,6 +74,11 @@ export interface ThreadPoolOptions {
    */
   onWorkerReplaced?: (id: number, reason: Error) => void;
 }
+
+// The options with every default filled in; only the codec may stay absent.
+type ResolvedOptions<Job, Result> =
+  & Required<Omit<ThreadPoolOptions<Job, Result>, "codec">>
+  & Pick<ThreadPoolOptions<Job, Result>, "codec">;
 
 /**
  * Options for one {@linkcode ThreadPool.execute} call.
@@ -70,12 +92,13 @@ export interface ThreadPoolOptions {
  * ```
  */
 export interface ExecuteOptions {
-  /** Objects whose ownership moves to the worker with the job. */
+  /** Objects whose ownership moves to the worker with the job, when it travels by message. */
   transfer?: Transferable[];
   /**
    * Milliseconds the job may run once a worker has taken it; past that the
    * worker is terminated and replaced, and the job rejects with
-   * {@linkcode JobTimeoutError}. The clock is paused while `onProgress` holds
+   * {@linkcode JobTimeoutError}. Checked a few times a second, so it may
+   * fire up to about a tenth of a second late. The clock is paused while `onProgress` holds
    * unacknowledged messages, and starts afresh when they are all
    * acknowledged. No limit when absent.
    */
@@ -103,8 +126,9 @@ export interface ExecuteOptions {
  * assert.equal(DEFAULT_POOL_OPTIONS.name, "worker");
  * ```
  */
-export const DEFAULT_POOL_OPTIONS: Readonly<Required<ThreadPoolOptions>> = Object.freeze({
+export const DEFAULT_POOL_OPTIONS: Readonly<ResolvedOptions<unknown, unknown>> = Object.freeze({
   data: undefined,
+  codec: undefined,
   name: "worker",
   maxQueue: Infinity,
   onWorkerStop: () => {},
@@ -161,13 +185,22 @@ export class WorkerCrashError extends Error {
 
 // After a replacement worker fails to start, wait this long before trying again.
 const RESPAWN_DELAY_MS = 1000;
+// How often running jobs are checked against their timeouts.
+const TIMEOUT_SWEEP_MS = 50;
+// After a worker is terminated, wait this long (it stops within microseconds)
+// before settling jobs it may have claimed in its last moments.
+const REAP_DELAY_MS = 100;
 
 interface Task {
-  seq: number;
   job: unknown;
   options: ExecuteOptions;
+  // Its position in the shared queue, once it is there.
+  pos?: number;
+  // When a worker was first seen running it, for the timeout.
+  startedAt?: number;
   // Progress messages handed to onProgress and not yet acknowledged.
   unacked?: number;
+  // Whether a worker has sent progress for it (its result then comes by message, in order).
   resolve(result: unknown): void;
   reject(error: Error): void;
 }
@@ -175,10 +208,13 @@ interface Task {
 // The pool's private record of one thread: the book's `Worker`.
 interface Slot {
   id: number;
+  // Unique among all workers this pool has started; cells taken by this worker carry it.
+  number: number;
   worker: Worker;
   ready: boolean;
-  task: Task | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  dead: boolean;
+  running: RunningJob;
+  replies: ReplyRing;
   stopped: (() => void) | undefined;
 }
 
@@ -208,18 +244,26 @@ function jobError(error: SerializedError): Error {
  */
 export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposable {
   readonly #url: URL;
-  readonly #options: Required<ThreadPoolOptions>;
+  readonly #options: ResolvedOptions<Job, Result>;
   readonly #slots: Slot[] = [];
-  readonly #idle: Slot[] = [];
-  #queue: Task[] = [];
-  #queueHead = 0;
-  #seq = 0;
+  readonly #queue = new JobQueue();
+  // Jobs in the shared queue or running, by position.
+  readonly #inQueue = new Map<number, Task>();
+  // Jobs waiting for room in the shared queue, oldest first, from #waitingHead on.
+  #waiting: Task[] = [];
+  #waitingHead = 0;
+  #workerNumbers = 0;
   #closing: Promise<void> | undefined;
+  #closed = false;
   #drained: (() => void) | undefined;
   #readyCount = 0;
   #broken: Error | undefined;
   #started = false;
   #ready: PromiseWithResolvers<void> = Promise.withResolvers();
+  readonly #sweep: ReturnType<typeof setInterval>;
+  readonly #reaps = new Set<ReturnType<typeof setTimeout>>();
+  // Lets the reply loop yield to the event loop between busy rounds.
+  readonly #yield: MessageChannel;
 
   /**
    * Starts `size` workers running `url`.
@@ -230,7 +274,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
    * @throws {RangeError} When `size` is not a positive integer.
    * @throws {TypeError} When `url` is not a URL or string.
    */
-  constructor(size: number, url: URL | string, options: ThreadPoolOptions = {}) {
+  constructor(size: number, url: URL | string, options: ThreadPoolOptions<Job, Result> = {}) {
     if (!Number.isInteger(size) || size < 1) {
       throw new RangeError(`Cannot create pool: size must be a positive integer, got ${size}`);
     }
@@ -238,14 +282,17 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       throw new TypeError(`Cannot create pool: url must be a URL or string, got ${typeof url}`);
     }
     this.#url = new URL(url);
-    this.#options = { ...DEFAULT_POOL_OPTIONS, ...options };
+    this.#options = { ...DEFAULT_POOL_OPTIONS, ...options } as ResolvedOptions<Job, Result>;
     const { maxQueue } = this.#options;
     if (maxQueue !== Infinity && (!Number.isInteger(maxQueue) || maxQueue < 0)) {
       throw new RangeError(`Cannot create pool: maxQueue must be a non-negative integer, got ${maxQueue}`);
     }
     // A failed start-up is reported through `ready`; this keeps it from being unhandled.
     this.#ready.promise.catch(() => {});
+    this.#yield = new MessageChannel();
     for (let id = 0; id < size; id++) this.#slots.push(this.#spawn(id));
+    this.#sweep = setInterval(() => this.#checkTimeouts(), TIMEOUT_SWEEP_MS);
+    this.#collect();
   }
 
   /** The number of workers. */
@@ -255,7 +302,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
 
   /** Jobs waiting for a worker. */
   get queued(): number {
-    return this.#queue.length - this.#queueHead;
+    return this.#waiting.length - this.#waitingHead + this.#queue.unclaimed;
   }
 
   /** Workers alive and ready, busy or idle; equal to `size` except while one is being replaced. */
@@ -269,7 +316,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   }
 
   /**
-   * Queues a job; it runs on the first idle worker.
+   * Queues a job; the first free worker takes it.
    *
    * @returns The worker's result. Rejects with the handler's error, with
    *   {@linkcode JobTimeoutError}, with {@linkcode WorkerCrashError}, with
@@ -278,14 +325,14 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   execute(job: Job, options: ExecuteOptions = {}): Promise<Result> {
     if (this.#closing) return Promise.reject(new Error("Cannot execute job: pool is closed"));
     if (this.#broken) return Promise.reject(this.#broken);
-    // A job that an idle worker takes at once never waits, so it does not count against the bound.
-    if (this.queued >= this.#options.maxQueue && this.#idle.length === 0) {
+    // A job that a waiting worker takes at once never waits, so it does not count against the bound.
+    if (this.queued >= this.#options.maxQueue && this.#queue.sleepers === 0) {
       return Promise.reject(new QueueFullError(this.#options.maxQueue));
     }
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
     const { promise, resolve, reject } = Promise.withResolvers<Result>();
-    const task: Task = { seq: this.#seq++, job, options, resolve: resolve as (r: unknown) => void, reject };
+    const task: Task = { job, options, resolve: resolve as (r: unknown) => void, reject };
     if (signal) {
       const onAbort = () => this.#cancel(task, signal.reason);
       signal.addEventListener("abort", onAbort, { once: true });
@@ -298,8 +345,10 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         reject(error);
       };
     }
-    this.#queue.push(task);
-    this.#dispatch();
+    if (this.#waitingHead === this.#waiting.length) {
+      if (this.#enqueue(task)) return promise;
+    }
+    this.#waiting.push(task);
     return promise;
   }
 
@@ -318,9 +367,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   }
 
   async #shutdown(): Promise<void> {
-    if (this.queued > 0 || this.#slots.some((slot) => slot.task)) {
-      await new Promise<void>((resolve) => this.#drained = resolve);
-    }
+    if (this.#busy()) await new Promise<void>((resolve) => this.#drained = resolve);
     for (const slot of this.#slots) {
       this.#options.onWorkerStop(slot.id);
       if (slot.ready) {
@@ -333,11 +380,31 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       }
       slot.worker.terminate();
     }
+    clearInterval(this.#sweep);
+    for (const timer of this.#reaps) clearTimeout(timer);
+    this.#closed = true;
+    this.#queue.wakeReplyWaiter();
+    this.#yield.port1.close();
+    this.#yield.port2.close();
+  }
+
+  #busy(): boolean {
+    return this.#inQueue.size > 0 || this.#waitingHead < this.#waiting.length;
   }
 
   #spawn(id: number): Slot {
     const worker = new Worker(this.#url, { type: "module", name: `${this.#options.name}-${id}` });
-    const slot: Slot = { id, worker, ready: false, task: undefined, timer: undefined, stopped: undefined };
+    const running = new RunningJob();
+    const slot: Slot = {
+      id,
+      number: this.#workerNumbers++,
+      worker,
+      ready: false,
+      dead: false,
+      running,
+      replies: new ReplyRing(running.buffer),
+      stopped: undefined,
+    };
     worker.onmessage = (event: MessageEvent<FromWorker>) => this.#onMessage(slot, event.data);
     worker.onerror = (event: ErrorEvent) => {
       // Keep the error from reaching the main thread's global scope, which would end the process.
@@ -345,9 +412,91 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       this.#onCrash(slot, event.message ?? "uncaught error");
     };
     worker.onmessageerror = () => this.#onCrash(slot, "a message could not be deserialized");
-    worker.postMessage({ type: "init", id, data: this.#options.data } satisfies ToWorker);
+    worker.postMessage(
+      {
+        type: "init",
+        id,
+        worker: slot.number,
+        data: this.#options.data,
+        queue: this.#queue.buffers,
+        running: running.buffer,
+      } satisfies ToWorker,
+    );
     return slot;
   }
+
+  // Puts a job in the shared queue; false when the queue has no room now.
+  #enqueue(task: Task): boolean {
+    const codec = this.#options.codec;
+    let pos: number;
+    try {
+      const size = codec ? codec.jobSize(task.job as Job) : -1;
+      pos = size >= 0 && size <= JobQueue.maxInline
+        ? this.#queue.publishWith(size, (into) => codec!.writeJob(task.job as Job, into))
+        : this.#queue.publishWith(-1);
+    } catch (error) {
+      // The job could not be encoded: it fails alone.
+      task.reject(error instanceof Error ? error : new Error(String(error)));
+      return true;
+    }
+    if (pos === -1) return false;
+    task.pos = pos;
+    this.#inQueue.set(pos, task);
+    return true;
+  }
+
+  // Moves waiting jobs into the shared queue while it has room.
+  #pump(): void {
+    while (this.#waitingHead < this.#waiting.length) {
+      if (!this.#enqueue(this.#waiting[this.#waitingHead])) break;
+      this.#waiting[this.#waitingHead++] = undefined as unknown as Task;
+    }
+    if (this.#waitingHead === this.#waiting.length) {
+      this.#waiting = [];
+      this.#waitingHead = 0;
+    } else if (this.#waitingHead > 1024 && this.#waitingHead * 2 > this.#waiting.length) {
+      this.#waiting = this.#waiting.slice(this.#waitingHead);
+      this.#waitingHead = 0;
+    }
+  }
+
+  // The main thread's side of the reply rings: collect every reply, then wait for the next.
+  async #collect(): Promise<void> {
+    while (!this.#closed) {
+      const seen = this.#queue.replySignal();
+      this.#readReplies();
+      const wait = this.#queue.waitForReply(seen);
+      if (wait) {
+        await wait;
+      } else {
+        // More replies came meanwhile: take them after the event loop has had its turn.
+        await new Promise((resolve) => {
+          this.#yield.port2.onmessage = resolve;
+          this.#yield.port1.postMessage(null);
+        });
+      }
+    }
+  }
+
+  #readReplies(): void {
+    for (const slot of this.#slots) slot.replies.read(this.#onReply);
+    this.#pump();
+    this.#checkDrained();
+  }
+
+  readonly #onReply = (pos: number, _kind: number, bytes: Uint8Array): void => {
+    const task = this.#inQueue.get(pos);
+    if (!task) return;
+    this.#inQueue.delete(pos);
+    let result: Result;
+    try {
+      result = this.#options.codec!.readResult(bytes);
+    } catch (error) {
+      task.reject(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    task.resolve(result);
+  };
 
   #onMessage(slot: Slot, message: FromWorker): void {
     if (this.#slots[slot.id] !== slot) return;
@@ -358,39 +507,53 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
           this.#started = true;
           this.#ready.resolve();
         }
-        this.#idle.push(slot);
-        this.#dispatch();
         break;
       case "setup-failed":
         this.#replace(slot, jobError(message.error));
         break;
+      case "want": {
+        const task = this.#inQueue.get(message.seq);
+        if (!task) {
+          slot.worker.postMessage({ type: "job", seq: message.seq, gone: true } satisfies ToWorker);
+          break;
+        }
+        try {
+          slot.worker.postMessage(
+            { type: "job", seq: message.seq, job: task.job } satisfies ToWorker,
+            task.options.transfer ?? [],
+          );
+        } catch (error) {
+          // The job could not be cloned: it fails, and the worker moves on.
+          this.#settle(message.seq, error instanceof Error ? error : new Error(String(error)));
+          slot.worker.postMessage({ type: "job", seq: message.seq, gone: true } satisfies ToWorker);
+        }
+        break;
+      }
       case "result": {
-        const task = slot.task;
-        if (!task || task.seq !== message.seq) return;
-        this.#finish(slot);
+        // Replies already in the ring come first, as the worker wrote them first.
+        this.#readReplies();
+        const task = this.#inQueue.get(message.seq);
+        if (!task) return;
+        this.#inQueue.delete(message.seq);
         if (message.ok) task.resolve(message.result);
         else task.reject(jobError(message.error));
-        this.#idle.push(slot);
-        this.#dispatch();
+        this.#pump();
+        this.#checkDrained();
         break;
       }
       case "progress": {
-        const task = slot.task;
-        if (!task || task.seq !== message.seq) return;
-        const { timeout, onProgress } = task.options;
+        const task = this.#inQueue.get(message.seq);
+        if (!task) return;
+        const { onProgress } = task.options;
         // While the consumer holds unacknowledged output, any wait is the consumer's, not the
         // job's: the timeout is paused, and starts afresh once everything has been taken.
-        clearTimeout(slot.timer);
-        slot.timer = undefined;
         task.unacked = (task.unacked ?? 0) + 1;
         let acked = false;
         const ack = () => {
-          if (acked || this.#slots[slot.id] !== slot || slot.task !== task) return;
+          if (acked || this.#slots[slot.id] !== slot || this.#inQueue.get(message.seq) !== task) return;
           acked = true;
-          slot.worker.postMessage({ type: "ack", seq: task.seq } satisfies ToWorker);
-          if (--task.unacked! === 0 && timeout !== undefined) {
-            slot.timer = setTimeout(() => this.#replace(slot, new JobTimeoutError(timeout)), timeout);
-          }
+          slot.worker.postMessage({ type: "ack", seq: message.seq } satisfies ToWorker);
+          if (--task.unacked! === 0) task.startedAt = performance.now();
         };
         if (onProgress) onProgress(message.data, ack);
         else ack();
@@ -402,10 +565,28 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     }
   }
 
-  #finish(slot: Slot): void {
-    clearTimeout(slot.timer);
-    slot.timer = undefined;
-    slot.task = undefined;
+  // Rejects the job at `pos` if it is still outstanding.
+  #settle(pos: number, reason: Error): void {
+    const task = this.#inQueue.get(pos);
+    if (!task) return;
+    this.#inQueue.delete(pos);
+    task.reject(reason);
+  }
+
+  #checkTimeouts(): void {
+    const now = performance.now();
+    for (const slot of this.#slots) {
+      const pos = slot.ready ? slot.running.current : undefined;
+      if (pos === undefined) continue;
+      const task = this.#inQueue.get(pos);
+      const timeout = task?.options.timeout;
+      if (!task || timeout === undefined) continue;
+      task.startedAt ??= now;
+      if (task.unacked || now - task.startedAt < timeout) continue;
+      // It may have finished just now.
+      slot.replies.read(this.#onReply);
+      if (this.#inQueue.get(pos) === task) this.#replace(slot, new JobTimeoutError(timeout));
+    }
   }
 
   #onCrash(slot: Slot, detail: string): void {
@@ -413,17 +594,22 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   }
 
   #replace(slot: Slot, reason: Error): void {
-    if (this.#slots[slot.id] !== slot) return;
+    if (this.#slots[slot.id] !== slot || slot.dead) return;
     slot.worker.terminate();
-    const task = slot.task;
-    this.#finish(slot);
-    const idleAt = this.#idle.indexOf(slot);
-    if (idleAt !== -1) this.#idle.splice(idleAt, 1);
+    slot.dead = true;
+    // Replies it wrote before it stopped stand; the job it was running fails.
+    slot.replies.read(this.#onReply);
+    const pos = slot.running.current;
+    if (pos !== undefined) this.#settle(pos, reason);
+    const reap = setTimeout(() => {
+      this.#reaps.delete(reap);
+      this.#reap(slot, reason);
+    }, REAP_DELAY_MS);
+    this.#reaps.add(reap);
     if (!slot.ready && this.#started) {
       // A replacement failed to start (a file briefly unreadable, say): try again shortly,
       // while the other workers carry the load.
       this.#options.onWorkerReplaced(slot.id, reason);
-      task?.reject(reason);
       setTimeout(() => {
         if (this.#slots[slot.id] === slot && !this.#closing) this.#slots[slot.id] = this.#spawn(slot.id);
       }, RESPAWN_DELAY_MS);
@@ -437,17 +623,19 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         `Cannot start worker ${slot.id}: ${reason.message.replace(/^Worker \d+ crashed: /, "")}`,
       );
       this.#ready.reject(this.#broken);
-      for (let i = this.#queueHead; i < this.#queue.length; i++) this.#queue[i].reject(this.#broken);
-      this.#queue = [];
-      this.#queueHead = 0;
+      for (let i = this.#waitingHead; i < this.#waiting.length; i++) this.#waiting[i].reject(this.#broken);
+      this.#waiting = [];
+      this.#waitingHead = 0;
+      for (const [queued] of this.#inQueue) {
+        if (this.#queue.cancel(queued)) this.#settle(queued, this.#broken);
+      }
       this.#checkDrained();
       return;
     }
+    slot.ready = false;
     this.#readyCount--;
-    task?.reject(reason);
-    if (this.#closing && this.queued === 0) {
+    if (this.#closing && !this.#busy()) {
       // Stopping anyway: a fresh worker would only be stopped again, or outlive close().
-      slot.ready = false;
       this.#checkDrained();
       return;
     }
@@ -456,47 +644,43 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     this.#checkDrained();
   }
 
-  #cancel(task: Task, reason: unknown): void {
-    const running = this.#slots.find((slot) => slot.task === task);
-    if (running) {
-      running.worker.postMessage({ type: "cancel", seq: task.seq } satisfies ToWorker);
-      return;
+  // Settles what a terminated worker left behind: replies written in its last
+  // moments, and jobs it had claimed but not yet recorded or copied out.
+  #reap(slot: Slot, reason: Error): void {
+    slot.replies.read(this.#onReply);
+    const pos = slot.running.current;
+    if (pos !== undefined) this.#settle(pos, reason);
+    for (const [queued] of this.#inQueue) {
+      if (this.#queue.abandon(queued, slot.number)) this.#settle(queued, reason);
     }
-    const at = this.#queue.indexOf(task, this.#queueHead);
-    if (at === -1) return;
-    this.#queue.splice(at, 1);
-    task.reject(reason instanceof Error ? reason : new DOMException("The job was cancelled", "AbortError"));
+    this.#pump();
     this.#checkDrained();
   }
 
-  #dispatch(): void {
-    while (this.#idle.length > 0 && this.queued > 0) {
-      const slot = this.#idle.shift()!;
-      const task = this.#queue[this.#queueHead];
-      this.#queue[this.#queueHead++] = undefined as unknown as Task;
-      if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
-        this.#queue = this.#queue.slice(this.#queueHead);
-        this.#queueHead = 0;
-      }
-      slot.task = task;
-      const { timeout, transfer = [] } = task.options;
-      if (timeout !== undefined) {
-        slot.timer = setTimeout(() => this.#replace(slot, new JobTimeoutError(timeout)), timeout);
-      }
-      try {
-        slot.worker.postMessage({ type: "job", seq: task.seq, job: task.job } satisfies ToWorker, transfer);
-      } catch (error) {
-        // The job could not be cloned: the worker stays idle, the job fails.
-        this.#finish(slot);
-        this.#idle.unshift(slot);
-        task.reject(error instanceof Error ? error : new Error(String(error)));
-      }
+  #cancel(task: Task, reason: unknown): void {
+    const error = reason instanceof Error ? reason : new DOMException("The job was cancelled", "AbortError");
+    if (task.pos === undefined) {
+      const at = this.#waiting.indexOf(task, this.#waitingHead);
+      if (at === -1) return;
+      this.#waiting.splice(at, 1);
+      task.reject(error);
+      this.#checkDrained();
+      return;
     }
-    this.#checkDrained();
+    const pos = task.pos;
+    if (this.#inQueue.get(pos) !== task) return;
+    if (this.#queue.cancel(pos)) {
+      this.#settle(pos, error);
+      this.#checkDrained();
+      return;
+    }
+    const number = this.#queue.takenBy(pos);
+    const running = this.#slots.find((slot) => slot.running.current === pos || slot.number === number);
+    running?.worker.postMessage({ type: "cancel", seq: pos } satisfies ToWorker);
   }
 
   #checkDrained(): void {
-    if (this.#drained && this.queued === 0 && this.#slots.every((slot) => !slot.task)) {
+    if (this.#drained && !this.#busy()) {
       this.#drained();
       this.#drained = undefined;
     }

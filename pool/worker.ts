@@ -4,7 +4,9 @@
  *
  * @module
  */
-import { type FromWorker, serializeError, type ToWorker } from "./_messages.ts";
+import { type FromWorker, type JobMessage, serializeError, type ToWorker } from "./_messages.ts";
+import { type Claim, JobQueue, ReplyRing, RunningJob } from "./_shared.ts";
+import type { PoolCodec } from "./codec.ts";
 
 /** What a worker knows about itself. *
  * @example
@@ -81,18 +83,20 @@ export type JobHandler<Job, Result, Data = unknown> = (
  * ```ts
  * import assert from "node:assert/strict";
  * import type { RunJobsOptions } from "./worker.ts";
- * const options: RunJobsOptions<Uint8Array> = { transfer: (bytes) => [bytes.buffer as ArrayBuffer] };
+ * const options: RunJobsOptions<unknown, Uint8Array> = { transfer: (bytes) => [bytes.buffer as ArrayBuffer] };
  * assert.equal(options.transfer!(new Uint8Array(4)).length, 1);
  * ```
  */
-export interface RunJobsOptions<Result, Data = unknown> {
+export interface RunJobsOptions<Job, Result, Data = unknown> {
   /**
    * Runs once with the worker's context before the worker reports ready; a
    * throw here fails the worker's start-up.
    */
   setup?: (context: WorkerContext<Data>) => void | Promise<void>;
-  /** Objects in a result whose ownership moves to the main thread instead of being copied. */
+  /** Objects in a result whose ownership moves to the main thread, when it travels by message. */
   transfer?: (result: Result) => Transferable[];
+  /** The codec the pool was created with, if any; see `PoolCodec`. */
+  codec?: PoolCodec<Job, Result>;
 }
 
 interface WorkerScope {
@@ -101,12 +105,17 @@ interface WorkerScope {
   close(): void;
 }
 
+// A worker that goes from job to job without waiting lets its event loop run
+// (timers, messages) at least this often.
+const YIELD_EVERY_MS = 10;
+
 /**
- * Serves jobs from the pool inside a worker. One job runs at a time: the next
- * one starts only when the previous result has been sent.
+ * Serves jobs from the pool inside a worker: takes the oldest job from the
+ * pool's shared queue whenever it has none, so one job runs at a time, as on
+ * a thread, and the next starts once the previous result has been sent.
  *
  * @param handler Turns a job into its result; a throw becomes the job's rejection.
- * @param options A setup step and what to transfer; see {@linkcode RunJobsOptions}.
+ * @param options A setup step, what to transfer, and the codec; see {@linkcode RunJobsOptions}.
  *
  * @example
  * ```ts
@@ -122,22 +131,92 @@ interface WorkerScope {
  */
 export function runJobs<Job, Result, Data = unknown>(
   handler: JobHandler<Job, Result, Data>,
-  options: RunJobsOptions<Result, Data> = {},
+  options: RunJobsOptions<Job, Result, Data> = {},
 ): void {
-  const { setup, transfer } = options;
+  const { setup, transfer, codec } = options;
   const scope = globalThis as unknown as WorkerScope;
-  let context: WorkerContext<Data> | undefined;
   let current: Progress | undefined;
-  // Jobs run strictly one after another, as on a thread.
-  let chain: Promise<void> = Promise.resolve();
+  let stopping = false;
+  // Payloads asked for by message, by job position.
+  const wanted = new Map<number, (message: JobMessage) => void>();
+  const { port1, port2 } = new MessageChannel();
+
+  // Lets timers and messages run between jobs.
+  function yieldToEventLoop(): Promise<unknown> {
+    return new Promise((resolve) => {
+      port2.onmessage = resolve;
+      port1.postMessage(null);
+    });
+  }
+
+  async function serve(context: WorkerContext<Data>, number: number, queue: JobQueue, running: RunningJob) {
+    const replies = new ReplyRing(running.buffer);
+    let lastYield = performance.now();
+    while (!stopping) {
+      const claim = queue.claim(number, running) ?? await queue.waitForJob(number, running);
+      if (claim) await runOne(claim, context, queue, replies, running);
+      const now = performance.now();
+      if (now - lastYield > YIELD_EVERY_MS) {
+        await yieldToEventLoop();
+        lastYield = performance.now();
+      }
+    }
+  }
+
+  async function runOne(
+    claim: Claim,
+    context: WorkerContext<Data>,
+    queue: JobQueue,
+    replies: ReplyRing,
+    running: RunningJob,
+  ): Promise<void> {
+    const seq = claim.pos;
+    try {
+      let job: Job;
+      if (claim.bytes) {
+        job = codec!.readJob(claim.bytes);
+      } else {
+        scope.postMessage({ type: "want", seq });
+        const message = await new Promise<JobMessage>((resolve) => wanted.set(seq, resolve));
+        if ("gone" in message) return;
+        job = message.job as Job;
+      }
+      const progress = new Progress(seq, scope);
+      current = progress;
+      let result: Result;
+      try {
+        result = await handler(job, context, progress);
+      } catch (error) {
+        scope.postMessage({ type: "result", seq, ok: false, error: serializeError(error) });
+        return;
+      }
+      // After progress messages the result goes by message too, so it arrives after them.
+      if (codec && !progress.used) {
+        const size = codec.resultSize(result);
+        if (size <= ReplyRing.maxInline && replies.write(seq, 0, size, (into) => codec.writeResult(result, into))) {
+          queue.signalReply();
+          return;
+        }
+      }
+      scope.postMessage({ type: "result", seq, ok: true, result }, transfer?.(result));
+    } catch (error) {
+      // The result could not be encoded or cloned.
+      scope.postMessage({ type: "result", seq, ok: false, error: serializeError(error) });
+    } finally {
+      current = undefined;
+      running.stop();
+    }
+  }
+
   scope.onmessage = (event) => {
     const message = event.data;
     if (message.type === "init") {
-      context = { id: message.id, data: message.data as Data };
-      const ctx = context;
-      chain = chain.then(async () => {
+      const context: WorkerContext<Data> = { id: message.id, data: message.data as Data };
+      const queue = new JobQueue(message.queue);
+      const running = new RunningJob(message.running);
+      (async () => {
         try {
-          await setup?.(ctx);
+          await setup?.(context);
         } catch (error) {
           // Reported as a message, not thrown: the pool gives the reason, and the
           // runtime prints no uncaught-error trace for what is a start-up failure.
@@ -145,28 +224,23 @@ export function runJobs<Job, Result, Data = unknown>(
           return;
         }
         scope.postMessage({ type: "ready" });
-      });
+        await serve(context, message.worker, queue, running);
+      })();
+    } else if (message.type === "job") {
+      const resolve = wanted.get(message.seq);
+      wanted.delete(message.seq);
+      resolve?.(message);
     } else if (message.type === "ack") {
       if (message.seq === current?.seq) current.ack();
     } else if (message.type === "cancel") {
       if (message.seq === current?.seq) current.cancel();
-    } else if (message.type === "job") {
-      const { seq, job } = message;
-      chain = chain.then(async () => {
-        const progress = new Progress(seq, scope);
-        current = progress;
-        try {
-          const result = await handler(job as Job, context!, progress);
-          scope.postMessage({ type: "result", seq, ok: true, result }, transfer?.(result));
-        } catch (error) {
-          scope.postMessage({ type: "result", seq, ok: false, error: serializeError(error) });
-        }
-      });
     } else if (message.type === "stop") {
-      chain = chain.then(() => {
-        scope.postMessage({ type: "stopped" });
-        scope.close();
-      });
+      // The pool stops workers only once no job is queued or running.
+      stopping = true;
+      port1.close();
+      port2.close();
+      scope.postMessage({ type: "stopped" });
+      scope.close();
     }
   };
 }
@@ -177,21 +251,30 @@ class Progress implements JobProgress {
   readonly #scope: WorkerScope;
   #unacked = 0;
   #cancelled = false;
-  readonly #abort = new AbortController();
-  readonly signal: AbortSignal = this.#abort.signal;
+  #abort: AbortController | undefined;
   #waiters: Array<() => void> = [];
+  /** Whether anything was emitted. */
+  used = false;
 
   constructor(seq: number, scope: WorkerScope) {
     this.seq = seq;
     this.#scope = scope;
   }
 
+  // Made on first use: most jobs never look at it.
+  get signal(): AbortSignal {
+    this.#abort ??= new AbortController();
+    if (this.#cancelled) this.#abort.abort(cancelled());
+    return this.#abort.signal;
+  }
+
   async emit(data: unknown, transfer: Transferable[] = []): Promise<void> {
     while (this.#unacked >= PROGRESS_WINDOW && !this.#cancelled) {
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
-    if (this.#cancelled) throw new DOMException("The job's output is no longer wanted", "AbortError");
+    if (this.#cancelled) throw cancelled();
     this.#unacked++;
+    this.used = true;
     this.#scope.postMessage({ type: "progress", seq: this.seq, data }, transfer);
   }
 
@@ -202,7 +285,11 @@ class Progress implements JobProgress {
 
   cancel(): void {
     this.#cancelled = true;
-    this.#abort.abort(new DOMException("The job's output is no longer wanted", "AbortError"));
+    this.#abort?.abort(cancelled());
     for (const wake of this.#waiters.splice(0)) wake();
   }
+}
+
+function cancelled(): DOMException {
+  return new DOMException("The job's output is no longer wanted", "AbortError");
 }

@@ -19,6 +19,7 @@
 import type { RequestLimits } from "../http/mod.ts";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { HANDLER_CODEC } from "../handlers/codec.ts";
 import type { HandlerData, HandlerJob, HandlerResult, StreamPart } from "../handlers/mod.ts";
 import { JobTimeoutError, QueueFullError, ThreadPool } from "../pool/mod.ts";
 import {
@@ -60,7 +61,7 @@ export class StartError extends Error {
 
 /** Extension points for programs that embed the server (and for tests). */
 export interface StartHooks {
-  /** The worker module; it must call `runJobs` as `handlers/worker.ts` does. */
+  /** The worker module; it must call `runJobs` as `handlers/worker.ts` does, with `HANDLER_CODEC`. */
   workerUrl?: URL;
 }
 
@@ -151,6 +152,7 @@ export async function startServer(
       dirListing: options.dirListing,
       cacheControl: options.cacheControl,
     } satisfies HandlerData,
+    codec: HANDLER_CODEC,
     maxQueue: options.queue,
     // Workers that never served (a failed start) are stopped without a word.
     onWorkerStop: (id) => started && logger.info(`Shutting down worker ${id}`),

@@ -1,0 +1,115 @@
+/**
+ * The server's {@linkcode PoolCodec}: how a request travels to a worker and
+ * its response comes back, as bytes in the pool's shared memory. Both the
+ * server (main thread) and `handlers/worker.ts` use it.
+ *
+ * A job is a small header (close flag, client port and address) followed by
+ * the request's bytes; a result is a header (status, flags, worker id, and a
+ * file part when the main thread sends one) followed by the response bytes.
+ *
+ * @module
+ */
+import type { PoolCodec } from "../pool/mod.ts";
+import type { HandlerJob, HandlerResult } from "./mod.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+// Job header: close flag (1), unused (1), port (2), address length (2).
+const JOB_HEAD = 6;
+// Result header: status (2), flags (1), unused (1), worker id (2), path length (2);
+// with a file, then its start and length (8 each).
+const RESULT_HEAD = 8;
+const FILE_HEAD = 16;
+const CLOSE = 1;
+const HAS_WORKER = 2;
+const HAS_FILE = 4;
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Encodes {@linkcode HandlerJob}s and {@linkcode HandlerResult}s.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HANDLER_CODEC } from "./codec.ts";
+ * const job = { bytes: new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"), close: true, remote: { hostname: "::1", port: 8 } };
+ * const bytes = new Uint8Array(HANDLER_CODEC.jobSize(job));
+ * HANDLER_CODEC.writeJob(job, bytes);
+ * assert.deepEqual(HANDLER_CODEC.readJob(bytes), job);
+ * ```
+ */
+export const HANDLER_CODEC: PoolCodec<HandlerJob, HandlerResult> = {
+  jobSize(job) {
+    // An address is ASCII: one byte per character.
+    return JOB_HEAD + job.remote.hostname.length + job.bytes.length;
+  },
+  writeJob(job, into) {
+    const data = view(into);
+    const host = job.remote.hostname;
+    data.setUint8(0, job.close ? CLOSE : 0);
+    data.setUint16(2, job.remote.port, true);
+    data.setUint16(4, host.length, true);
+    encoder.encodeInto(host, into.subarray(JOB_HEAD, JOB_HEAD + host.length));
+    into.set(job.bytes, JOB_HEAD + host.length);
+  },
+  readJob(bytes) {
+    const data = view(bytes);
+    const hostLength = data.getUint16(4, true);
+    return {
+      close: (data.getUint8(0) & CLOSE) !== 0,
+      remote: {
+        hostname: decoder.decode(bytes.subarray(JOB_HEAD, JOB_HEAD + hostLength)),
+        port: data.getUint16(2, true),
+      },
+      bytes: bytes.subarray(JOB_HEAD + hostLength),
+    };
+  },
+  resultSize(result) {
+    const file = result.file ? FILE_HEAD + encoder.encode(result.file.path).length : 0;
+    return RESULT_HEAD + file + result.bytes.length;
+  },
+  writeResult(result, into) {
+    const data = view(into);
+    const flags = (result.close ? CLOSE : 0) | (result.workerId === undefined ? 0 : HAS_WORKER) |
+      (result.file ? HAS_FILE : 0);
+    data.setUint16(0, result.status, true);
+    data.setUint8(2, flags);
+    data.setUint16(4, result.workerId ?? 0, true);
+    let at = RESULT_HEAD;
+    if (result.file) {
+      const path = encoder.encode(result.file.path);
+      data.setUint16(6, path.length, true);
+      data.setFloat64(at, result.file.start, true);
+      data.setFloat64(at + 8, result.file.length, true);
+      into.set(path, at + FILE_HEAD);
+      at += FILE_HEAD + path.length;
+    }
+    into.set(result.bytes, at);
+  },
+  readResult(bytes) {
+    const data = view(bytes);
+    const flags = data.getUint8(2);
+    const result: HandlerResult = {
+      status: data.getUint16(0, true),
+      close: (flags & CLOSE) !== 0,
+      workerId: flags & HAS_WORKER ? data.getUint16(4, true) : undefined,
+      bytes: bytes,
+    };
+    let at = RESULT_HEAD;
+    if (flags & HAS_FILE) {
+      const pathLength = data.getUint16(6, true);
+      result.file = {
+        start: data.getFloat64(at, true),
+        length: data.getFloat64(at + 8, true),
+        path: decoder.decode(bytes.subarray(at + FILE_HEAD, at + FILE_HEAD + pathLength)),
+      };
+      at += FILE_HEAD + pathLength;
+    }
+    result.bytes = bytes.subarray(at);
+    return result;
+  },
+};
