@@ -106,9 +106,10 @@ export interface ExecuteOptions {
   /**
    * Receives what the job sends with `progress.emit`, in order, before the
    * result. Call `ack` once `data` is consumed: the worker waits when too
-   * many messages are unacknowledged.
+   * many messages are unacknowledged. Call `cancel` to cancel the job, as
+   * `signal` would, once its output is no longer wanted.
    */
-  onProgress?: (data: unknown, ack: () => void) => void;
+  onProgress?: (data: unknown, ack: () => void, cancel: () => void) => void;
   /**
    * Cancels the job: a queued job is dropped and rejects with the signal's
    * reason; a running job's next `progress.emit` rejects, so it can stop.
@@ -555,7 +556,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
           slot.worker.postMessage({ type: "ack", seq: message.seq } satisfies ToWorker);
           if (--task.unacked! === 0) task.startedAt = performance.now();
         };
-        if (onProgress) onProgress(message.data, ack);
+        if (onProgress) onProgress(message.data, ack, () => this.#cancel(task, undefined));
         else ack();
         break;
       }

@@ -21,8 +21,11 @@ import type { FileBody, HandlerJob, HandlerResult } from "../handlers/mod.ts";
 
 // Reads from a file being sent: large enough for few system calls, small enough per connection.
 const FILE_BUFFER_BYTES = 64 * 1024;
-// One read's buffer: large enough for a request head and a few pipelined requests.
-const READ_SIZE = 64 * 1024;
+// A connection's first buffer: large enough for a request head and a few pipelined
+// requests, small enough that thousands of connections cost little.
+const INITIAL_BUFFER = 16 * 1024;
+// The least room a read is given; the buffer doubles when less is free.
+const MIN_READ = 4 * 1024;
 // Responses in flight on one connection before we stop reading: a pipelining
 // client cannot queue unbounded work.
 const MAX_PIPELINED = 16;
@@ -177,7 +180,7 @@ export class Connection {
   #closeWhenIdle = false;
   #stopReading = false;
   // Bytes received that do not yet make a whole request: #buffer[0, #length).
-  #buffer: Uint8Array = new Uint8Array(READ_SIZE);
+  #buffer: Uint8Array = new Uint8Array(INITIAL_BUFFER);
   #length = 0;
   #progress: FrameProgress | undefined;
   // Complete requests wait in the buffer while MAX_PIPELINED responses are in flight.
@@ -259,16 +262,15 @@ export class Connection {
     }
   }
 
-  // Appends freshly read bytes, growing the buffer by doubling so a body costs linear copying.
-  #append(bytes: Uint8Array): void {
-    const needed = this.#length + bytes.length;
-    if (needed > this.#buffer.length) {
-      const grown = new Uint8Array(Math.max(needed, this.#buffer.length * 2));
+  // The free end of the buffer, for the next read; the buffer doubles when little is
+  // free, so a large body costs linear copying.
+  #room(): Uint8Array {
+    if (this.#buffer.length - this.#length < MIN_READ) {
+      const grown = new Uint8Array(this.#buffer.length * 2);
       grown.set(this.#buffer.subarray(0, this.#length));
       this.#buffer = grown;
     }
-    this.#buffer.set(bytes, this.#length);
-    this.#length = needed;
+    return this.#buffer.subarray(this.#length);
   }
 
   // Removes the first `n` bytes (one framed request) and returns a copy of them.
@@ -277,25 +279,24 @@ export class Connection {
     this.#buffer.copyWithin(0, n, this.#length);
     this.#length -= n;
     // Give back the room a large body needed once the connection is between requests.
-    if (this.#length === 0 && this.#buffer.length > 4 * READ_SIZE) this.#buffer = new Uint8Array(READ_SIZE);
+    if (this.#length === 0 && this.#buffer.length > 4 * INITIAL_BUFFER) this.#buffer = new Uint8Array(INITIAL_BUFFER);
     return taken;
   }
 
   async #serve(): Promise<void> {
-    const chunk = new Uint8Array(READ_SIZE);
     let continued = false;
     try {
       reading: while (!this.#stopReading) {
         let n: number | null;
         try {
-          n = await this.#conn.read(chunk);
+          n = await this.#conn.read(this.#room());
         } catch {
           if (!this.#closed) this.#peerLeft(); // reset by the peer (or closed by us)
           break;
         }
         if (n === null) this.#peerLeft();
         if (n === null || this.#closed || this.#stopReading) break;
-        this.#append(chunk.subarray(0, n));
+        this.#length += n;
         this.#updateDeadline();
         while (this.#length > 0) {
           const framed = frameRequest(this.#buffer.subarray(0, this.#length), this.#host.limits, this.#progress);

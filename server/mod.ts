@@ -206,30 +206,28 @@ export async function startServer(
 
   // Runs a request on the pool. A streamed response resolves at its head, and its body
   // pieces follow through `more`, each acknowledged to the worker once taken.
+  // Most responses are not streamed, so the stream's parts are made only when a head arrives.
   function run(job: HandlerJob): Promise<Reply> {
-    const { promise: first, resolve } = Promise.withResolvers<Reply>();
-    const pieces = new PieceQueue();
-    const cancel = new AbortController();
-    let streaming = false;
-    pool.execute(job, {
-      transfer: [job.bytes.buffer as ArrayBuffer],
-      timeout: options.handlerTimeoutMs,
-      signal: cancel.signal,
-      onProgress(data, ack) {
-        const part = data as StreamPart;
-        if (part.kind === "head") {
-          streaming = true;
-          resolve({ ...part.result, more: () => pieces.next(), abandon: () => cancel.abort() });
-          ack();
-        } else {
-          pieces.push(part.bytes, ack);
-        }
-      },
-    }).then(
-      (result) => streaming ? pieces.end(result.bytes) : resolve(result),
-      (error) => streaming ? pieces.fail(error) : resolve(failedJob(error)),
-    );
-    return first;
+    return new Promise<Reply>((resolve) => {
+      let pieces: PieceQueue | undefined;
+      pool.execute(job, {
+        transfer: [job.bytes.buffer as ArrayBuffer],
+        timeout: options.handlerTimeoutMs,
+        onProgress(data, ack, cancel) {
+          const part = data as StreamPart;
+          if (part.kind === "head") {
+            const queue = pieces = new PieceQueue();
+            resolve({ ...part.result, more: () => queue.next(), abandon: cancel });
+            ack();
+          } else {
+            pieces!.push(part.bytes, ack);
+          }
+        },
+      }).then(
+        (result) => pieces ? pieces.end(result.bytes) : resolve(result),
+        (error) => pieces ? pieces.fail(error) : resolve(failedJob(error)),
+      );
+    });
   }
 
   // A request the pool could not answer: the client gets a status, the log gets the reason.
