@@ -18,7 +18,9 @@
  * skips it. Positions are 32-bit and wrap; every comparison is a difference.
  *
  * Workers with nothing to do count themselves in `SLEEPERS` and wait on
- * `TAIL`, which the main thread bumps and notifies after each job. Workers
+ * `TAIL`, which the main thread bumps after each job; at the end of the
+ * event loop's turn it wakes as many sleepers as there are new jobs, so a
+ * burst of requests costs one wake-up per worker, not one per request. Workers
  * bump `REPLIES` and notify it after each reply, which wakes the main thread.
  *
  * A reply ring is a single-producer, single-consumer ring of variable-size
@@ -160,9 +162,21 @@ export class JobQueue {
     Atomics.store(this.#cells, cell + SEQ, (pos + 1) | 0);
     this.#tail = (pos + 1) | 0;
     Atomics.store(this.#control, TAIL, this.#tail);
-    if (Atomics.load(this.#control, SLEEPERS) > 0) Atomics.notify(this.#control, TAIL, 1);
+    // Wake sleeping workers once for all the jobs queued in this turn of the event loop.
+    if (!this.#wakePending) {
+      this.#wakePending = true;
+      queueMicrotask(this.#wake);
+    }
     return pos;
   }
+
+  #wakePending = false;
+  // Wakes as many sleeping workers as there are jobs for them.
+  readonly #wake = () => {
+    this.#wakePending = false;
+    const sleepers = Atomics.load(this.#control, SLEEPERS);
+    if (sleepers > 0) Atomics.notify(this.#control, TAIL, Math.min(sleepers, this.unclaimed));
+  };
 
   /** Main thread: {@linkcode JobQueue.publishWith} for bytes already at hand. */
   publish(bytes: Uint8Array): number {
