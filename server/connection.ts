@@ -239,7 +239,6 @@ export class Connection {
 
   // Sets what the connection waits for and until when, after any change of state.
   #updateDeadline(): void {
-    const now = performance.now();
     const { timeouts } = this.#host;
     if (this.#backpressure) {
       this.#waiting = "none";
@@ -247,18 +246,18 @@ export class Connection {
     } else if (this.#length > 0) {
       if (this.#waiting !== "header" && this.#waiting !== "body") {
         this.#waiting = "header";
-        this.#deadline = now + timeouts.header;
+        this.#deadline = performance.now() + timeouts.header;
       }
       if (this.#headSeen && this.#waiting === "header") {
         this.#waiting = "body";
-        this.#deadline = now + timeouts.body;
+        this.#deadline = performance.now() + timeouts.body;
       }
     } else if (this.#inflight > 0) {
       this.#waiting = "none";
       this.#deadline = Infinity;
     } else if (this.#waiting !== "idle") {
       this.#waiting = "idle";
-      this.#deadline = now + timeouts.keepAlive;
+      this.#deadline = performance.now() + timeouts.keepAlive;
     }
   }
 
@@ -276,7 +275,7 @@ export class Connection {
   // Removes the first `n` bytes (one framed request) and returns a copy of them.
   #take(n: number): Uint8Array {
     const taken = this.#buffer.slice(0, n);
-    this.#buffer.copyWithin(0, n, this.#length);
+    if (this.#length > n) this.#buffer.copyWithin(0, n, this.#length);
     this.#length -= n;
     // Give back the room a large body needed once the connection is between requests.
     if (this.#length === 0 && this.#buffer.length > 4 * INITIAL_BUFFER) this.#buffer = new Uint8Array(INITIAL_BUFFER);
