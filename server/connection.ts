@@ -21,11 +21,11 @@ import type { FileBody, HandlerJob, HandlerResult } from "../handlers/mod.ts";
 
 // Reads from a file being sent: large enough for few system calls, small enough per connection.
 const FILE_BUFFER_BYTES = 64 * 1024;
-// A connection's first buffer: large enough for a request head and a few pipelined
-// requests, small enough that thousands of connections cost little.
-const INITIAL_BUFFER = 16 * 1024;
+// A connection's first buffer: large enough for a typical request head (it doubles for
+// more), small enough that thousands of connections cost little.
+const INITIAL_BUFFER = 4 * 1024;
 // The least room a read is given; the buffer doubles when less is free.
-const MIN_READ = 4 * 1024;
+const MIN_READ = 1024;
 // Responses in flight on one connection before we stop reading: a pipelining
 // client cannot queue unbounded work.
 const MAX_PIPELINED = 16;
