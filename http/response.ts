@@ -107,11 +107,26 @@ export function serializeResponse(parts: ResponseParts): Uint8Array {
   if (close) head += "Connection: close\r\n";
   else if (keepAlive) head += "Connection: keep-alive\r\n";
   head += "\r\n";
-  const headBytes = encoder.encode(head);
-  if (body === undefined || omitBody || body.length === 0) return headBytes;
-  const out = new Uint8Array(headBytes.length + body.length);
-  out.set(headBytes);
-  out.set(body, headBytes.length);
+  const bodyLength = body === undefined || omitBody ? 0 : body.length;
+  const out = encodeWithRoom(head, bodyLength);
+  if (bodyLength > 0) out.set(body!, out.length - bodyLength);
+  return out;
+}
+
+// The head's bytes (UTF-8) followed by `room` free bytes. An ASCII head, the usual
+// case, is written a character at a time, with no intermediate buffer.
+function encodeWithRoom(head: string, room: number): Uint8Array {
+  const out = new Uint8Array(head.length + room);
+  for (let i = 0; i < head.length; i++) {
+    const code = head.charCodeAt(i);
+    if (code > 0x7f) {
+      const bytes = encoder.encode(head);
+      const wide = new Uint8Array(bytes.length + room);
+      wide.set(bytes);
+      return wide;
+    }
+    out[i] = code;
+  }
   return out;
 }
 
