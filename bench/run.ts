@@ -19,6 +19,8 @@ interface ServerSpec {
   name: string;
   args: string[];
   env?: Record<string, string>;
+  /** Whether it serves `/cpu` (the built-in routes do not). */
+  cpu?: false;
 }
 
 // This server, quiet, with `workers` workers and any further flags.
@@ -37,7 +39,9 @@ function webserverArgs(workers: number, ...flags: string[]): string[] {
 }
 
 const SERVERS: ServerSpec[] = [
-  { name: "webserver (pool)", args: webserverArgs(WORKERS, "--app", "bench/app.ts") },
+  { name: "webserver (pool, --app)", args: webserverArgs(WORKERS, "--app", "bench/app.ts") },
+  // The same server on its built-in routes: `/` and `/sleep` without Request and Response objects.
+  { name: "webserver (built-in routes)", args: webserverArgs(WORKERS), cpu: false },
   { name: "Deno.serve (1 isolate)", args: ["serve", "--allow-read", "bench/app.ts"] },
   {
     name: `deno serve --parallel (${WORKERS})`,
@@ -50,7 +54,8 @@ interface Row {
   server: string;
   keepAliveRps: number;
   closeRps: number;
-  cpuRps: number;
+  /** Absent for a server without `/cpu`. */
+  cpuRps: number | null;
   mixedP99Ms: number;
   mixedMaxMs: number;
   mixedErrors: number;
@@ -164,7 +169,7 @@ async function measure(spec: ServerSpec): Promise<Row> {
     const keepAlive = await wrk(`${base}/`, 50, RUN_SECONDS);
     clearInterval(sampler);
     const close = await wrk(`${base}/`, 50, RUN_SECONDS, ["-H", "Connection: close"]);
-    const cpu = await wrk(`${base}/cpu`, 50, RUN_SECONDS);
+    const cpu = spec.cpu === false ? null : await wrk(`${base}/cpu`, 50, RUN_SECONDS);
     // Mixed: one blocking /sleep always in flight while 20 keep-alive clients ask for /.
     let mixing = true;
     const sleeper = (async () => {
@@ -185,7 +190,7 @@ async function measure(spec: ServerSpec): Promise<Row> {
       server: spec.name,
       keepAliveRps: Math.round(keepAlive.rps),
       closeRps: Math.round(close.rps),
-      cpuRps: Math.round(cpu.rps),
+      cpuRps: cpu && Math.round(cpu.rps),
       mixedP99Ms: mixed.p99Ms,
       mixedMaxMs: mixed.maxMs,
       mixedErrors: mixed.errors,
@@ -202,8 +207,13 @@ function ratio(value: number, base: number): string {
   return base > 0 ? `${(value / base).toFixed(2)}×` : "–";
 }
 
+// The row every ratio is taken against.
+function baseline(rows: Row[]): Row {
+  return rows.find((row) => row.server.startsWith("Deno.serve"))!;
+}
+
 function table(rows: Row[]): string {
-  const base = rows[1];
+  const base = baseline(rows);
   const lines = [
     "| Server | keep-alive `GET /` req/s | `Connection: close` req/s | `/cpu` req/s | mixed `/` p99 | mixed `/` max | mixed errors | RSS idle | RSS load |",
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -213,7 +223,7 @@ function table(rows: Row[]): string {
     lines.push(
       `| ${row.server} | ${row.keepAliveRps}${versus.replace("RATIO", ratio(row.keepAliveRps, base.keepAliveRps))} | ` +
         `${row.closeRps}${versus.replace("RATIO", ratio(row.closeRps, base.closeRps))} | ` +
-        `${row.cpuRps}${versus.replace("RATIO", ratio(row.cpuRps, base.cpuRps))} | ` +
+        (row.cpuRps === null ? "– | " : `${row.cpuRps}${versus.replace("RATIO", ratio(row.cpuRps, base.cpuRps!))} | `) +
         `${row.mixedP99Ms.toFixed(1)} ms | ${
           row.mixedMaxMs.toFixed(1)
         } ms | ${row.mixedErrors} | ${row.idleRssMb} MB | ${row.loadRssMb} MB |`,
@@ -227,16 +237,17 @@ function svg(rows: Row[]): string {
     "cpuRps",
     "/cpu",
   ]];
-  const colors = ["#2b6cb0", "#a0aec0", "#dd6b20"];
+  const colors = ["#2b6cb0", "#63b3ed", "#a0aec0", "#dd6b20"];
   const width = 640;
   const height = 300;
   const groupWidth = (width - 80) / metrics.length;
   const barWidth = groupWidth / (rows.length + 1);
   const parts: string[] = [];
   metrics.forEach(([key, label], m) => {
-    const max = Math.max(...rows.map((r) => r[key] as number), 1);
+    const max = Math.max(...rows.map((r) => (r[key] as number | null) ?? 0), 1);
     rows.forEach((row, i) => {
-      const value = row[key] as number;
+      const value = row[key] as number | null;
+      if (value === null) return;
       const h = (value / max) * (height - 90);
       const x = 60 + m * groupWidth + i * barWidth;
       parts.push(
@@ -256,8 +267,8 @@ function svg(rows: Row[]): string {
   });
   rows.forEach((row, i) => {
     parts.push(
-      `<rect x="${60 + i * 190}" y="10" width="12" height="12" fill="${colors[i]}"/>`,
-      `<text x="${76 + i * 190}" y="21" font-size="12">${
+      `<rect x="${10 + (i % 2) * 320}" y="${6 + Math.floor(i / 2) * 18}" width="12" height="12" fill="${colors[i]}"/>`,
+      `<text x="${26 + (i % 2) * 320}" y="${17 + Math.floor(i / 2) * 18}" font-size="12">${
         row.server.replace(/&/g, "&amp;").replace(/</g, "&lt;")
       }</text>`,
     );

@@ -141,3 +141,20 @@ Deno.test("a declared body over --max-body gets 413 without being read, and the 
     conn.close();
   }
 });
+
+Deno.test("under a mixed load of crashes, timeouts, throws and plain requests every request gets its answer", async () => {
+  await using server = await startFaulty(["--workers", "2", "--handler-timeout", "1", "--quiet"]);
+  const expected: Array<[string, number]> = [];
+  // Faults among plain requests, all sent at once, each on its own connection.
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 20; j++) expected.push(["/", 200]);
+    expected.push(["/crash", 500], ["/throw", 500], ["/spin", 503]);
+  }
+  const answers = await Promise.all(expected.map(([path]) => request(server.port, get(path))));
+  assert.deepEqual(answers.map((r) => r.status), expected.map(([, status]) => status));
+  // Every crashed or timed-out worker was replaced: both workers serve side by side again.
+  const start = performance.now();
+  await Promise.all([0, 1].map(() => request(server.port, get("/spin"))));
+  assert.ok(performance.now() - start < 2500, "two /spin did not time out side by side");
+  assert.equal(await workersAnswering(server.port, 20), 20);
+});
