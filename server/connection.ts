@@ -186,6 +186,8 @@ export class Connection {
   // Complete requests wait in the buffer while MAX_PIPELINED responses are in flight.
   #backpressure = false;
   #writeDeadline = Infinity;
+  // Sends made on the socket so far.
+  #sends = 0;
   // The client closed or reset its side; streams in flight are abandoned rather than awaited.
   #peerGone = false;
   readonly #abandons = new Set<() => void>();
@@ -470,13 +472,26 @@ export class Connection {
     this.#writeDeadline = performance.now() + this.#host.timeouts.send;
     try {
       let offset = 0;
-      while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
+      while (offset < bytes.length) {
+        if (++this.#sends === 2) this.#noDelay();
+        offset += await this.#conn.write(bytes.subarray(offset));
+      }
       return true;
     } catch {
       this.#close(); // the peer went away, or stopped reading past the send timeout
       return false;
     } finally {
       this.#writeDeadline = Infinity;
+    }
+  }
+
+  // Nagle's algorithm holds a small send back while an earlier one is unacknowledged. The
+  // first send of a connection never waits, so one-response connections skip this call.
+  #noDelay(): void {
+    try {
+      (this.#conn as Deno.TcpConn).setNoDelay?.(true);
+    } catch {
+      // The peer is gone; the send will say so.
     }
   }
 

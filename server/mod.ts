@@ -275,11 +275,6 @@ export async function startServer(
         refuse(conn);
         continue;
       }
-      try {
-        conn.setNoDelay(true);
-      } catch {
-        // The peer is already gone; the connection's first read will say so.
-      }
       const connection = new Connection(conn, host);
       connections.add(connection);
       connection.done.finally(() => connections.delete(connection));
