@@ -77,7 +77,9 @@ export const HANDLER_CODEC: PoolCodec<HandlerJob, HandlerResult> = {
     };
   },
   resultSize(result) {
-    const file = result.file ? FILE_HEAD + encoder.encode(result.file.path).length : 0;
+    const pathLength = result.file ? encoder.encode(result.file.path).length : 0;
+    if (pathLength > 0xffff) throw new RangeError(`Cannot encode result: a file path of ${pathLength} bytes`);
+    const file = result.file ? FILE_HEAD + pathLength : 0;
     return RESULT_HEAD + file + result.bytes.length;
   },
   writeResult(result, into) {

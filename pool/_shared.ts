@@ -13,14 +13,18 @@
  * cell at `HEAD` by moving `HEAD` on with compare-and-swap, marks the cell
  * taken by its own number, records the position as the job it runs, copies
  * the bytes out, and frees the cell by setting its sequence to `pos + CELLS`.
+ * Before moving `HEAD` it records which position it is claiming, so that if
+ * it is terminated midway the main thread can tell its claim from another's.
  * A queued job can be cancelled by the main thread, which marks the cell
  * cancelled before any worker marks it taken; the worker that claims it then
  * skips it. Positions are 32-bit and wrap; every comparison is a difference.
  *
- * Workers with nothing to do count themselves in `SLEEPERS` and wait on
- * `TAIL`, which the main thread bumps after each job; at the end of the
- * event loop's turn it wakes as many sleepers as there are new jobs, so a
- * burst of requests costs one wake-up per worker, not one per request. Workers
+ * A worker with nothing to do raises its sleeping flag and waits on `TAIL`,
+ * which the main thread bumps after each job; at the end of the event
+ * loop's turn the pool wakes as many sleeping workers as there are new jobs,
+ * so a burst of requests costs one wake-up per worker, not one per request.
+ * A worker that skips cancelled jobs tells the main thread, as for a reply,
+ * since their room may be what waiting jobs need. Workers
  * bump `REPLIES` and notify it after each reply, which wakes the main thread.
  *
  * A reply ring is a single-producer, single-consumer ring of variable-size
@@ -39,9 +43,8 @@ export const REPLY_BYTES = 1024 * 1024;
 // Words of the queue's control block.
 const HEAD = 0;
 const TAIL = 1;
-const SLEEPERS = 2;
-const REPLIES = 3;
-const CONTROL_WORDS = 4;
+const REPLIES = 2;
+const CONTROL_WORDS = 3;
 
 // Words of one cell: its sequence, its state, and where its bytes are.
 const SEQ = 0;
@@ -123,11 +126,6 @@ export class JobQueue {
     return Math.max(0, (this.#tail - Atomics.load(this.#control, HEAD)) | 0);
   }
 
-  /** Workers waiting for a job. */
-  get sleepers(): number {
-    return Atomics.load(this.#control, SLEEPERS);
-  }
-
   /**
    * Main thread: queues a job given as bytes (written by `write` into the
    * view it is given), or, with `length` -1, a job whose payload the
@@ -162,21 +160,17 @@ export class JobQueue {
     Atomics.store(this.#cells, cell + SEQ, (pos + 1) | 0);
     this.#tail = (pos + 1) | 0;
     Atomics.store(this.#control, TAIL, this.#tail);
-    // Wake sleeping workers once for all the jobs queued in this turn of the event loop.
-    if (!this.#wakePending) {
-      this.#wakePending = true;
-      queueMicrotask(this.#wake);
-    }
     return pos;
   }
 
-  #wakePending = false;
-  // Wakes as many sleeping workers as there are jobs for them.
-  readonly #wake = () => {
-    this.#wakePending = false;
-    const sleepers = Atomics.load(this.#control, SLEEPERS);
-    if (sleepers > 0) Atomics.notify(this.#control, TAIL, Math.min(sleepers, this.unclaimed));
-  };
+  /**
+   * Main thread: wakes up to `count` workers waiting in
+   * {@linkcode JobQueue.waitForJob}. Call it after publishing, once workers
+   * are seen sleeping.
+   */
+  wakeWorkers(count: number): void {
+    Atomics.notify(this.#control, TAIL, count);
+  }
 
   /** Main thread: {@linkcode JobQueue.publishWith} for bytes already at hand. */
   publish(bytes: Uint8Array): number {
@@ -205,19 +199,21 @@ export class JobQueue {
   }
 
   /**
-   * Main thread, after a worker died: a job at `pos` that the dead worker
-   * claimed but had not yet copied out. Frees its cell and says whether it
-   * was one (claimed by `worker`, or claimed by nobody past `HEAD`).
+   * Main thread, some time after worker `worker` was terminated (its record
+   * is `record`): whether the job at `pos` was claimed by it and not yet
+   * copied out (it marked the cell taken, or it moved `HEAD` past the cell it
+   * had recorded claiming before marking it). Such a cell is freed, so the
+   * queue is not stuck behind it.
    */
-  abandon(pos: number, worker: number): boolean {
+  abandon(pos: number, worker: number, record: RunningJob): boolean {
     const cell = (pos & MASK) * CELL_WORDS;
     if (Atomics.load(this.#cells, cell + SEQ) !== ((pos + 1) | 0)) return false;
-    const claimed = ((Atomics.load(this.#control, HEAD) - pos) | 0) > 0;
     const state = Atomics.load(this.#cells, cell + STATE);
+    const passed = ((Atomics.load(this.#control, HEAD) - pos) | 0) > 0;
     const orphan = state === TAKEN + worker ||
-      (claimed && state === READY &&
+      (state === READY && passed && record.claiming === pos &&
         Atomics.compareExchange(this.#cells, cell + STATE, READY, CANCELLED) === READY);
-    if (orphan && claimed) Atomics.store(this.#cells, cell + SEQ, (pos + QUEUE_CELLS) | 0);
+    if (orphan) Atomics.store(this.#cells, cell + SEQ, (pos + QUEUE_CELLS) | 0);
     return orphan;
   }
 
@@ -226,17 +222,24 @@ export class JobQueue {
    * returns it; `undefined` when the queue is empty.
    */
   claim(worker: number, running: RunningJob): Claim | undefined {
+    let skipped = false;
     for (;;) {
       const head = Atomics.load(this.#control, HEAD);
       const cell = (head & MASK) * CELL_WORDS;
       const seq = Atomics.load(this.#cells, cell + SEQ);
       const ahead = (seq - ((head + 1) | 0)) | 0;
-      if (ahead < 0) return undefined; // nothing published at HEAD yet
+      if (ahead < 0) {
+        // Nothing published at HEAD yet. Cancelled jobs skipped on the way gave back room.
+        if (skipped) this.signalReply();
+        return undefined;
+      }
       if (ahead > 0) continue; // another worker moved HEAD on; look again
+      running.claim(head);
       if (Atomics.compareExchange(this.#control, HEAD, head, (head + 1) | 0) !== head) continue;
       const free = (head + QUEUE_CELLS) | 0;
       if (Atomics.compareExchange(this.#cells, cell + STATE, READY, TAKEN + worker) !== READY) {
         Atomics.store(this.#cells, cell + SEQ, free); // cancelled while queued
+        skipped = true;
         continue;
       }
       running.start(head);
@@ -244,6 +247,7 @@ export class JobQueue {
       const offset = this.#cells[cell + OFFSET];
       const bytes = length === BY_MESSAGE ? undefined : this.#data.slice(offset, offset + length);
       Atomics.store(this.#cells, cell + SEQ, free);
+      if (skipped) this.signalReply();
       return { pos: head, bytes };
     }
   }
@@ -255,7 +259,7 @@ export class JobQueue {
    */
   async waitForJob(worker: number, running: RunningJob): Promise<Claim | undefined> {
     const tail = Atomics.load(this.#control, TAIL);
-    Atomics.add(this.#control, SLEEPERS, 1);
+    running.sleeping = true;
     try {
       const claim = this.claim(worker, running);
       if (claim) return claim;
@@ -263,7 +267,7 @@ export class JobQueue {
       if (wait.async) await wait.value;
       return undefined;
     } finally {
-      Atomics.sub(this.#control, SLEEPERS, 1);
+      running.sleeping = false;
     }
   }
 
@@ -304,12 +308,15 @@ export class JobQueue {
 export const PAYLOAD_BY_MESSAGE = BY_MESSAGE;
 
 // Words of a worker's control block: the job it runs (position, busy flag),
-// and its reply ring's write and read offsets.
+// its reply ring's write and read offsets, the position it is claiming, and
+// whether it sleeps.
 const RUNNING = 0;
 const BUSY = 1;
 const WRITE = 2;
 const READ = 3;
-const WORKER_WORDS = 4;
+const CLAIMING = 4;
+const SLEEPING = 5;
+const WORKER_WORDS = 6;
 // Each reply entry starts with its length, its job's position and its kind.
 const ENTRY_HEAD = 12;
 const WRAP = -1;
@@ -348,6 +355,25 @@ export class RunningJob {
   /** Worker: records that it runs nothing. */
   stop(): void {
     Atomics.store(this.#words, BUSY, 0);
+  }
+
+  /** Worker: records the position it is about to claim. */
+  claim(pos: number): void {
+    Atomics.store(this.#words, CLAIMING, pos);
+  }
+
+  /** The position last recorded by {@linkcode RunningJob.claim}. */
+  get claiming(): number {
+    return Atomics.load(this.#words, CLAIMING);
+  }
+
+  /** Whether the worker waits for a job; the pool wakes only sleeping workers. */
+  get sleeping(): boolean {
+    return Atomics.load(this.#words, SLEEPING) === 1;
+  }
+
+  set sleeping(value: boolean) {
+    Atomics.store(this.#words, SLEEPING, value ? 1 : 0);
   }
 
   /** The position of the job being run, if any. */

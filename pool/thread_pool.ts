@@ -65,6 +65,7 @@ export interface ThreadPoolOptions<Job = unknown, Result = unknown> {
   codec?: PoolCodec<Job, Result>;
   /**
    * Called just before each worker is stopped by {@linkcode ThreadPool.close}.
+   * What it throws is ignored, as for `onWorkerReplaced`.
    * @default {() => {}}
    */
   onWorkerStop?: (id: number) => void;
@@ -262,7 +263,9 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   #started = false;
   #ready: PromiseWithResolvers<void> = Promise.withResolvers();
   readonly #sweep: ReturnType<typeof setInterval>;
-  readonly #reaps = new Set<ReturnType<typeof setTimeout>>();
+  // Timers for settling after terminated workers, and for respawning; cleared on close.
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  #wakePending = false;
   // Lets the reply loop yield to the event loop between busy rounds.
   readonly #yield: MessageChannel;
 
@@ -327,7 +330,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     if (this.#closing) return Promise.reject(new Error("Cannot execute job: pool is closed"));
     if (this.#broken) return Promise.reject(this.#broken);
     // A job that a waiting worker takes at once never waits, so it does not count against the bound.
-    if (this.queued >= this.#options.maxQueue && this.#queue.sleepers === 0) {
+    if (this.queued >= this.#options.maxQueue && this.#sleepingWorkers() === 0) {
       return Promise.reject(new QueueFullError(this.#options.maxQueue));
     }
     const { signal } = options;
@@ -346,11 +349,29 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         reject(error);
       };
     }
-    if (this.#waitingHead === this.#waiting.length) {
-      if (this.#enqueue(task)) return promise;
-    }
-    this.#waiting.push(task);
+    // Jobs already waiting go first; the queue may have room for them by now.
+    if (this.#waitingHead < this.#waiting.length) this.#pump();
+    if (this.#waitingHead < this.#waiting.length || !this.#enqueue(task)) this.#waiting.push(task);
     return promise;
+  }
+
+  // Workers waiting for a job, among those alive.
+  #sleepingWorkers(): number {
+    let count = 0;
+    for (const slot of this.#slots) if (!slot.dead && slot.running.sleeping) count++;
+    return count;
+  }
+
+  // Wakes as many sleeping workers as there are jobs for them, once for all the jobs
+  // queued in this turn of the event loop.
+  #scheduleWake(): void {
+    if (this.#wakePending) return;
+    this.#wakePending = true;
+    queueMicrotask(() => {
+      this.#wakePending = false;
+      const sleeping = this.#sleepingWorkers();
+      if (sleeping > 0) this.#queue.wakeWorkers(Math.min(sleeping, this.#queue.unclaimed));
+    });
   }
 
   /**
@@ -370,7 +391,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   async #shutdown(): Promise<void> {
     if (this.#busy()) await new Promise<void>((resolve) => this.#drained = resolve);
     for (const slot of this.#slots) {
-      this.#options.onWorkerStop(slot.id);
+      this.#tell(() => this.#options.onWorkerStop(slot.id));
       if (slot.ready) {
         const stopped = new Promise<void>((resolve) => slot.stopped = resolve);
         slot.worker.postMessage({ type: "stop" } satisfies ToWorker);
@@ -382,7 +403,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       slot.worker.terminate();
     }
     clearInterval(this.#sweep);
-    for (const timer of this.#reaps) clearTimeout(timer);
+    for (const timer of this.#timers) clearTimeout(timer);
     this.#closed = true;
     this.#queue.wakeReplyWaiter();
     this.#yield.port1.close();
@@ -443,6 +464,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     if (pos === -1) return false;
     task.pos = pos;
     this.#inQueue.set(pos, task);
+    this.#scheduleWake();
     return true;
   }
 
@@ -500,7 +522,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   };
 
   #onMessage(slot: Slot, message: FromWorker): void {
-    if (this.#slots[slot.id] !== slot) return;
+    // A replaced worker's last result still counts if its job has not been settled.
+    if (this.#slots[slot.id] !== slot && message.type !== "result") return;
     switch (message.type) {
       case "ready":
         slot.ready = true;
@@ -556,8 +579,17 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
           slot.worker.postMessage({ type: "ack", seq: message.seq } satisfies ToWorker);
           if (--task.unacked! === 0) task.startedAt = performance.now();
         };
-        if (onProgress) onProgress(message.data, ack, () => this.#cancel(task, undefined));
-        else ack();
+        if (!onProgress) {
+          ack();
+          break;
+        }
+        try {
+          onProgress(message.data, ack, () => this.#cancel(task, undefined));
+        } catch (error) {
+          // The consumer failed: the job fails with its error, and the worker is told to stop.
+          this.#cancel(task, undefined);
+          this.#settle(message.seq, error instanceof Error ? error : new Error(String(error)));
+        }
         break;
       }
       case "stopped":
@@ -586,7 +618,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       if (task.unacked || now - task.startedAt < timeout) continue;
       // It may have finished just now.
       slot.replies.read(this.#onReply);
-      if (this.#inQueue.get(pos) === task) this.#replace(slot, new JobTimeoutError(timeout));
+      if (this.#inQueue.get(pos) === task) this.#replace(slot, new JobTimeoutError(timeout), pos);
     }
   }
 
@@ -594,26 +626,30 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     this.#replace(slot, new WorkerCrashError(slot.id, detail));
   }
 
-  #replace(slot: Slot, reason: Error): void {
+  // Terminates a worker that died, failed to start, or ran past a timeout (`timedOut` is
+  // then the position of the job that did), settles its jobs, and starts a replacement.
+  #replace(slot: Slot, reason: Error, timedOut?: number): void {
     if (this.#slots[slot.id] !== slot || slot.dead) return;
     slot.worker.terminate();
     slot.dead = true;
-    // Replies it wrote before it stopped stand; the job it was running fails.
+    // Replies it wrote before it stopped stand; the job it was running fails. A worker that
+    // timed out may have moved on to another job in its last instant: that one fails too,
+    // as a crash, since it never had its chance.
     slot.replies.read(this.#onReply);
-    const pos = slot.running.current;
-    if (pos !== undefined) this.#settle(pos, reason);
-    const reap = setTimeout(() => {
-      this.#reaps.delete(reap);
-      this.#reap(slot, reason);
-    }, REAP_DELAY_MS);
-    this.#reaps.add(reap);
+    if (timedOut !== undefined) this.#settle(timedOut, reason);
+    const orphaned = timedOut === undefined
+      ? reason
+      : new WorkerCrashError(slot.id, "stopped because its previous job timed out");
+    const current = slot.running.current;
+    if (current !== undefined) this.#settle(current, orphaned);
+    this.#later(REAP_DELAY_MS, () => this.#reap(slot, orphaned));
     if (!slot.ready && this.#started) {
       // A replacement failed to start (a file briefly unreadable, say): try again shortly,
       // while the other workers carry the load.
-      this.#options.onWorkerReplaced(slot.id, reason);
-      setTimeout(() => {
+      this.#tell(() => this.#options.onWorkerReplaced(slot.id, reason));
+      this.#later(RESPAWN_DELAY_MS, () => {
         if (this.#slots[slot.id] === slot && !this.#closing) this.#slots[slot.id] = this.#spawn(slot.id);
-      }, RESPAWN_DELAY_MS);
+      });
       this.#checkDrained();
       return;
     }
@@ -640,19 +676,41 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       this.#checkDrained();
       return;
     }
-    this.#options.onWorkerReplaced(slot.id, reason);
+    this.#tell(() => this.#options.onWorkerReplaced(slot.id, reason));
     this.#slots[slot.id] = this.#spawn(slot.id);
     this.#checkDrained();
   }
 
+  // Runs `action` after `ms`, unless the pool has closed by then.
+  #later(ms: number, action: () => void): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      action();
+    }, ms);
+    this.#timers.add(timer);
+  }
+
+  // Calls a user's notification callback; what it throws must not take the pool down.
+  #tell(callback: () => void): void {
+    try {
+      callback();
+    } catch {
+      // ignored: the callback only observes
+    }
+  }
+
   // Settles what a terminated worker left behind: replies written in its last
-  // moments, and jobs it had claimed but not yet recorded or copied out.
+  // moments, and jobs it had claimed but not yet recorded or copied out, whose
+  // cells are freed so the queue does not stall behind them.
   #reap(slot: Slot, reason: Error): void {
     slot.replies.read(this.#onReply);
-    const pos = slot.running.current;
-    if (pos !== undefined) this.#settle(pos, reason);
+    const current = slot.running.current;
+    if (current !== undefined) {
+      this.#queue.abandon(current, slot.number, slot.running);
+      this.#settle(current, reason);
+    }
     for (const [queued] of this.#inQueue) {
-      if (this.#queue.abandon(queued, slot.number)) this.#settle(queued, reason);
+      if (this.#queue.abandon(queued, slot.number, slot.running)) this.#settle(queued, reason);
     }
     this.#pump();
     this.#checkDrained();

@@ -137,8 +137,9 @@ export function runJobs<Job, Result, Data = unknown>(
   const scope = globalThis as unknown as WorkerScope;
   let current: Progress | undefined;
   let stopping = false;
-  // Payloads asked for by message, by job position.
+  // Payloads asked for by message, by job position, and those of them cancelled meanwhile.
   const wanted = new Map<number, (message: JobMessage) => void>();
+  const cancelledWhileWanted = new Set<number>();
   const { port1, port2 } = new MessageChannel();
 
   // Lets timers and messages run between jobs.
@@ -179,6 +180,7 @@ export function runJobs<Job, Result, Data = unknown>(
         scope.postMessage({ type: "want", seq });
         const message = await new Promise<JobMessage>((resolve) => wanted.set(seq, resolve));
         if ("gone" in message) return;
+        if (cancelledWhileWanted.delete(seq)) throw cancelled();
         job = message.job as Job;
       }
       const progress = new Progress(seq, scope);
@@ -200,7 +202,7 @@ export function runJobs<Job, Result, Data = unknown>(
       }
       scope.postMessage({ type: "result", seq, ok: true, result }, transfer?.(result));
     } catch (error) {
-      // The result could not be encoded or cloned.
+      // Cancelled before it began, or the result could not be encoded or cloned.
       scope.postMessage({ type: "result", seq, ok: false, error: serializeError(error) });
     } finally {
       current = undefined;
@@ -234,6 +236,7 @@ export function runJobs<Job, Result, Data = unknown>(
       if (message.seq === current?.seq) current.ack();
     } else if (message.type === "cancel") {
       if (message.seq === current?.seq) current.cancel();
+      else if (wanted.has(message.seq)) cancelledWhileWanted.add(message.seq);
     } else if (message.type === "stop") {
       // The pool stops workers only once no job is queued or running.
       stopping = true;

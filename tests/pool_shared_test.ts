@@ -76,10 +76,33 @@ Deno.test("JobQueue.abandon leaves alone jobs that are queued or already copied 
   const worker = new JobQueue(queue.buffers);
   const copied = queue.publish(new Uint8Array([1]));
   const queued = queue.publish(new Uint8Array([2]));
-  worker.claim(5, new RunningJob());
-  assert.equal(queue.abandon(copied, 5), false);
-  assert.equal(queue.abandon(queued, 5), false);
+  const record = new RunningJob();
+  worker.claim(5, record);
+  assert.equal(queue.abandon(copied, 5, record), false);
+  assert.equal(queue.abandon(queued, 5, record), false);
   assert.equal(worker.claim(6, new RunningJob())?.pos, queued);
+});
+
+Deno.test("JobQueue.abandon frees a cell a terminated worker took or was claiming, and only that worker's", () => {
+  const queue = new JobQueue();
+  const cells = new Int32Array(queue.buffers.cells);
+  const control = new Int32Array(queue.buffers.control);
+  // Worker 5 marked the cell taken and died before copying the job out.
+  const taken = queue.publish(new Uint8Array([1]));
+  Atomics.store(control, 0, taken + 1); // it moved HEAD past the cell
+  Atomics.store(cells, (taken % QUEUE_CELLS) * 4 + 1, 16 + 5); // and marked it taken
+  const dead = new RunningJob();
+  assert.equal(queue.abandon(taken, 6, new RunningJob()), false, "another worker's cell");
+  assert.ok(queue.abandon(taken, 5, dead));
+  // Worker 7 recorded its claim and moved HEAD, then died before marking the cell.
+  const claimed = queue.publish(new Uint8Array([2]));
+  const dying = new RunningJob();
+  dying.claim(claimed);
+  Atomics.store(control, 0, claimed + 1);
+  assert.equal(queue.abandon(claimed, 8, new RunningJob()), false, "not what the other worker was claiming");
+  assert.ok(queue.abandon(claimed, 7, dying));
+  // Both cells are free again: the queue takes a full ring of jobs after them.
+  for (let i = 0; i < QUEUE_CELLS; i++) assert.notEqual(queue.publish(new Uint8Array(1)), -1, `job ${i}`);
 });
 
 Deno.test("ReplyRing passes replies in order across many wraps, says when it is full, and frees room as they are read", () => {
@@ -143,4 +166,41 @@ Deno.test("jobs beyond the shared queue's room wait in order and all run", async
   const results = await Promise.all(pending);
   // Each result is the worker's id, then the job reversed: [id, n >> 8, n & 0xff, 0].
   assert.deepEqual(results.map((r) => r[2] | (r[1] << 8)), jobs.map((_, n) => n));
+});
+
+const BYTES_WORKER = new URL("./fixtures/bytes_worker.ts", import.meta.url);
+
+Deno.test("jobs waiting for room get it when the queue is full of cancelled jobs", async () => {
+  await using pool = new ThreadPool<Uint8Array, Uint8Array>(1, BYTES_WORKER, { codec: BYTES_CODEC });
+  await pool.ready;
+  const blocker = pool.execute(new Uint8Array([254, 20])); // 200 ms
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const cancel = new AbortController();
+  const cancelled = Array.from(
+    { length: QUEUE_CELLS },
+    () => pool.execute(new Uint8Array([0]), { signal: cancel.signal }).catch((error) => error),
+  );
+  const waiting = pool.execute(new Uint8Array([0, 1]));
+  cancel.abort(new Error("not wanted"));
+  assert.ok((await Promise.all(cancelled)).every((error) => error instanceof Error));
+  await blocker;
+  assert.deepEqual([...(await waiting).subarray(1)], [1, 0]);
+  assert.deepEqual([...(await pool.execute(new Uint8Array([0, 2]))).subarray(1)], [2, 0]);
+});
+
+Deno.test("a worker that crashes while idle is replaced and the queue bound still holds", async () => {
+  const replaced: number[] = [];
+  await using pool = new ThreadPool<Uint8Array, Uint8Array>(1, BYTES_WORKER, {
+    codec: BYTES_CODEC,
+    maxQueue: 1,
+    onWorkerReplaced: (id) => replaced.push(id),
+  });
+  await pool.execute(new Uint8Array([253]));
+  while (replaced.length === 0 || pool.readyWorkers === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  const blocker = pool.execute(new Uint8Array([254, 20]));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const outcomes = await Promise.allSettled(Array.from({ length: 5 }, () => pool.execute(new Uint8Array([0]))));
+  await blocker;
+  assert.equal(outcomes.filter((o) => o.status === "fulfilled").length, 1, "one job fits the queue");
+  assert.equal(outcomes.filter((o) => o.status === "rejected").length, 4, "the rest are refused");
 });

@@ -156,3 +156,14 @@ Deno.test("ThreadPool.execute() with a signal drops a queued job and stops a run
   // The worker is free again.
   assert.equal((await p.execute({ op: "double", n: 2 })).value, 4);
 });
+
+Deno.test("ThreadPool.execute() rejects with the error an onProgress callback throws, and the pool goes on", async () => {
+  await using p = pool(1);
+  const failed = p.execute({ op: "parts", count: 1000 }, {
+    onProgress: () => {
+      throw new Error("consumer bug");
+    },
+  });
+  await assert.rejects(failed, /consumer bug/);
+  assert.equal((await p.execute({ op: "double", n: 3 })).value, 6);
+});
