@@ -224,6 +224,7 @@ export class JobQueue {
   claim(worker: number, running: RunningJob): Claim | undefined {
     let skipped = false;
     for (;;) {
+      if (running.retired) return undefined;
       const head = Atomics.load(this.#control, HEAD);
       const cell = (head & MASK) * CELL_WORDS;
       const seq = Atomics.load(this.#cells, cell + SEQ);
@@ -316,7 +317,8 @@ const WRITE = 2;
 const READ = 3;
 const CLAIMING = 4;
 const SLEEPING = 5;
-const WORKER_WORDS = 6;
+const RETIRED = 6;
+const WORKER_WORDS = 7;
 // Each reply entry starts with its length, its job's position and its kind.
 const ENTRY_HEAD = 12;
 const WRAP = -1;
@@ -355,6 +357,16 @@ export class RunningJob {
   /** Worker: records that it runs nothing. */
   stop(): void {
     Atomics.store(this.#words, BUSY, 0);
+  }
+
+  /** Whether the pool has stopped this worker: `terminate()` does not stop synchronous code at once. */
+  get retired(): boolean {
+    return Atomics.load(this.#words, RETIRED) === 1;
+  }
+
+  /** Main thread: marks the worker stopped, so it claims no more jobs. */
+  retire(): void {
+    Atomics.store(this.#words, RETIRED, 1);
   }
 
   /** Worker: records the position it is about to claim. */

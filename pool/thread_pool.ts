@@ -330,7 +330,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     if (this.#closing) return Promise.reject(new Error("Cannot execute job: pool is closed"));
     if (this.#broken) return Promise.reject(this.#broken);
     // A job that a waiting worker takes at once never waits, so it does not count against the bound.
-    if (this.queued >= this.#options.maxQueue && this.#sleepingWorkers() === 0) {
+    if (this.queued >= this.#options.maxQueue + this.#sleepingWorkers()) {
       return Promise.reject(new QueueFullError(this.#options.maxQueue));
     }
     const { signal } = options;
@@ -630,6 +630,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   // then the position of the job that did), settles its jobs, and starts a replacement.
   #replace(slot: Slot, reason: Error, timedOut?: number): void {
     if (this.#slots[slot.id] !== slot || slot.dead) return;
+    slot.running.retire();
     slot.worker.terminate();
     slot.dead = true;
     // Replies it wrote before it stopped stand; the job it was running fails. A worker that
