@@ -272,7 +272,7 @@ export class JobQueue {
     }
   }
 
-  /** Worker: tells the main thread a reply is ready. */
+  /** Worker: tells the main thread a reply is ready (the main thread, to end its own wait). */
   signalReply(): void {
     Atomics.add(this.#control, REPLIES, 1);
     Atomics.notify(this.#control, REPLIES, 1);
@@ -289,11 +289,6 @@ export class JobQueue {
     return wait.async ? wait.value : false;
   }
 
-  /** Main thread: wakes a `waitForReply` (when the pool closes). */
-  wakeReplyWaiter(): void {
-    this.signalReply();
-  }
-
   // Moves the release point past every job a worker has copied out, giving back its bytes.
   #reclaim(): void {
     while (this.#release !== this.#tail) {
@@ -304,9 +299,6 @@ export class JobQueue {
     }
   }
 }
-
-/** A byte length that travels by message instead of through the queue. */
-export const PAYLOAD_BY_MESSAGE = BY_MESSAGE;
 
 // Words of a worker's control block: the job it runs (position, busy flag),
 // its reply ring's write and read offsets, the position it is claiming, and

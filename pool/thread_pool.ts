@@ -202,7 +202,6 @@ interface Task {
   startedAt?: number;
   // Progress messages handed to onProgress and not yet acknowledged.
   unacked?: number;
-  // Whether a worker has sent progress for it (its result then comes by message, in order).
   resolve(result: unknown): void;
   reject(error: Error): void;
 }
@@ -405,7 +404,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     clearInterval(this.#sweep);
     for (const timer of this.#timers) clearTimeout(timer);
     this.#closed = true;
-    this.#queue.wakeReplyWaiter();
+    this.#queue.signalReply(); // ends the reply loop's wait
     this.#yield.port1.close();
     this.#yield.port2.close();
   }
