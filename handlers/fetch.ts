@@ -85,14 +85,32 @@ function responseHeaders(response: Response): Array<[string, string]> {
 }
 
 // Microtask turns a body's next piece may take and still count as there already: a
-// bytes or string body takes one, a Blob four. A piece that needs I/O or a timer
-// takes a turn of the event loop, far more than this.
+// bytes or string body takes one, a Blob four. A piece that takes longer is given
+// one turn of the event loop more (a chain of transform streams, a small file);
+// one that needs a timer or the network is a stream.
 const SETTLE_TICKS = 16;
 
 // Resolves "later" once the microtasks queued so far have had SETTLE_TICKS turns.
 async function settled(): Promise<"later"> {
   for (let i = 0; i < SETTLE_TICKS; i++) await null;
   return "later";
+}
+
+// The next piece of a body if it comes within a turn of the event loop, else "later".
+async function nextPiece<T>(next: Promise<T>): Promise<T | "later"> {
+  const quick = await Promise.race([next, settled()]);
+  if (quick !== "later") return quick;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const turn = new Promise<"later">((resolve) => timer = setTimeout(() => resolve("later"), 0));
+  try {
+    return await Promise.race([next, turn]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function notBytes(): TypeError {
+  return new TypeError("The app's response body gave a chunk that is not bytes");
 }
 
 function own(bytes: Uint8Array): Uint8Array {
@@ -164,9 +182,10 @@ export async function writeResponse(
   for (;;) {
     const next = reader.read();
     if (parts.length === 2) return head ? await headOfStream() : await stream(next);
-    const ready = await Promise.race([next, settled()]);
+    const ready = await nextPiece(next);
     if (ready === "later") return head ? await headOfStream() : await stream(next);
     if (ready.done) break;
+    if (!(ready.value instanceof Uint8Array)) throw notBytes();
     parts.push(ready.value);
   }
   const body = parts.length === 1 ? parts[0] : concat(parts);
@@ -219,9 +238,7 @@ export async function writeResponse(
     try {
       for (const part of parts) await send(part);
       for (let result = await pending; !result.done; result = await reader!.read()) {
-        if (!(result.value instanceof Uint8Array)) {
-          throw new TypeError("The app's stream gave a chunk that is not bytes");
-        }
+        if (!(result.value instanceof Uint8Array)) throw notBytes();
         await send(result.value);
       }
       progress.signal?.throwIfAborted();

@@ -284,6 +284,22 @@ Deno.test("--app with a deno-serve-shaped module, over real sockets", async (t) 
     }
   });
 
+  await t.step("a complete body behind a chain of transform streams is sent with Content-Length", async () => {
+    const response = await rawRequest(port, "GET /chained HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.equal(response.status, 200);
+    assertNotChunked(response);
+    assert.equal(header(response, "content-length"), "23");
+    assert.equal(response.text, "through five transforms");
+  });
+
+  await t.step("a body chunk that is not bytes answers 500 and closes, never an empty 200", async () => {
+    using connection = await openRaw(port);
+    await connection.send("GET /not-bytes HTTP/1.1\r\nHost: x\r\n\r\nGET /text HTTP/1.1\r\nHost: x\r\n\r\n");
+    const response = await connection.reader.read();
+    assert.equal(response?.status, 500, `got ${response?.statusLine}`);
+    assert.ok(await connection.reader.waitClosed(), "the connection stayed open after a broken response");
+  });
+
   await t.step("a handler that returns a Promise is awaited", async () => {
     const response = await rawRequest(port, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
     assert.equal(response.status, 200);
