@@ -36,7 +36,16 @@ export interface StopMessage {
   type: "stop";
 }
 
-/** Worker to pool: loaded and waiting for jobs. */
+/**
+ * Worker to pool: its module has run as far as `runJobs`, so it now listens
+ * for `init`. (A message sent earlier, while a top-level `await` holds the
+ * module, would be lost.)
+ */
+export interface LoadedMessage {
+  type: "loaded";
+}
+
+/** Worker to pool: set up and waiting for jobs. */
 export interface ReadyMessage {
   type: "ready";
 }
@@ -79,6 +88,7 @@ export interface SerializedError {
 
 export type ToWorker = InitMessage | JobMessage | AckMessage | CancelMessage | StopMessage;
 export type FromWorker =
+  | LoadedMessage
   | ReadyMessage
   | WantMessage
   | SetupFailedMessage

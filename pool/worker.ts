@@ -246,6 +246,8 @@ export function runJobs<Job, Result, Data = unknown>(
       scope.close();
     }
   };
+  // Only now can an `init` be received: the pool waits for this before sending it.
+  scope.postMessage({ type: "loaded" });
 }
 
 // One job's progress channel, with a window of unacknowledged messages.
