@@ -192,6 +192,17 @@ const TIMEOUT_SWEEP_MS = 50;
 // After a worker is terminated, wait this long (it stops within microseconds)
 // before settling jobs it may have claimed in its last moments.
 const REAP_DELAY_MS = 100;
+// And keep checking it this long: a thread the system left waiting midway through
+// a claim may still complete it after that.
+const REAP_WINDOW_MS = 5000;
+
+// A terminated worker still checked for jobs it claimed, from `from` to `until`.
+interface DeadWorker {
+  slot: Slot;
+  reason: Error;
+  from: number;
+  until: number;
+}
 
 interface Task {
   job: unknown;
@@ -202,6 +213,8 @@ interface Task {
   startedAt?: number;
   // Progress messages handed to onProgress and not yet acknowledged.
   unacked?: number;
+  // onProgress threw: the job has been rejected, and only waits for its worker to be free.
+  failed?: boolean;
   resolve(result: unknown): void;
   reject(error: Error): void;
 }
@@ -264,6 +277,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   readonly #sweep: ReturnType<typeof setInterval>;
   // Timers for settling after terminated workers, and for respawning; cleared on close.
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  #dead: DeadWorker[] = [];
   #wakePending = false;
   // Lets the reply loop yield to the event loop between busy rounds.
   readonly #yield: MessageChannel;
@@ -433,17 +447,26 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       this.#onCrash(slot, event.message ?? "uncaught error");
     };
     worker.onmessageerror = () => this.#onCrash(slot, "a message could not be deserialized");
-    worker.postMessage(
-      {
-        type: "init",
-        id,
-        worker: slot.number,
-        data: this.#options.data,
-        queue: this.#queue.buffers,
-        running: running.buffer,
-      } satisfies ToWorker,
-    );
     return slot;
+  }
+
+  // Sends a worker its identity, data and shared memory, once its module listens.
+  #init(slot: Slot): void {
+    try {
+      slot.worker.postMessage(
+        {
+          type: "init",
+          id: slot.id,
+          worker: slot.number,
+          data: this.#options.data,
+          queue: this.#queue.buffers,
+          running: slot.running.buffer,
+        } satisfies ToWorker,
+      );
+    } catch (error) {
+      // The data cannot be cloned: no worker can start.
+      this.#replace(slot, error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   // Puts a job in the shared queue; false when the queue has no room now.
@@ -524,6 +547,9 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     // A replaced worker's last result still counts if its job has not been settled.
     if (this.#slots[slot.id] !== slot && message.type !== "result") return;
     switch (message.type) {
+      case "loaded":
+        this.#init(slot);
+        break;
       case "ready":
         slot.ready = true;
         if (++this.#readyCount === this.size && !this.#started) {
@@ -566,7 +592,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       }
       case "progress": {
         const task = this.#inQueue.get(message.seq);
-        if (!task) return;
+        if (!task || task.failed) return;
         const { onProgress } = task.options;
         // While the consumer holds unacknowledged output, any wait is the consumer's, not the
         // job's: the timeout is paused, and starts afresh once everything has been taken.
@@ -585,9 +611,15 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         try {
           onProgress(message.data, ack, () => this.#cancel(task, undefined));
         } catch (error) {
-          // The consumer failed: the job fails with its error, and the worker is told to stop.
+          // The consumer failed: the job fails with its error at once, and the worker is told
+          // to stop. The job stays counted until its worker is free, so its timeout still applies.
+          const reject = task.reject;
+          task.failed = true;
+          task.resolve = task.reject = () => {};
+          task.unacked = 0;
+          task.startedAt = performance.now();
           this.#cancel(task, undefined);
-          this.#settle(message.seq, error instanceof Error ? error : new Error(String(error)));
+          reject(error instanceof Error ? error : new Error(String(error)));
         }
         break;
       }
@@ -607,6 +639,12 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
 
   #checkTimeouts(): void {
     const now = performance.now();
+    if (this.#dead.length > 0) {
+      this.#dead = this.#dead.filter((dead) => {
+        if (now >= dead.from) this.#reap(dead.slot, dead.reason);
+        return now < dead.until;
+      });
+    }
     for (const slot of this.#slots) {
       const pos = slot.ready ? slot.running.current : undefined;
       if (pos === undefined) continue;
@@ -642,7 +680,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       : new WorkerCrashError(slot.id, "stopped because its previous job timed out");
     const current = slot.running.current;
     if (current !== undefined) this.#settle(current, orphaned);
-    this.#later(REAP_DELAY_MS, () => this.#reap(slot, orphaned));
+    const now = performance.now();
+    this.#dead.push({ slot, reason: orphaned, from: now + REAP_DELAY_MS, until: now + REAP_WINDOW_MS });
     if (!slot.ready && this.#started) {
       // A replacement failed to start (a file briefly unreadable, say): try again shortly,
       // while the other workers carry the load.
@@ -700,8 +739,10 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   }
 
   // Settles what a terminated worker left behind: replies written in its last
-  // moments, and jobs it had claimed but not yet recorded or copied out, whose
-  // cells are freed so the queue does not stall behind them.
+  // moments, the job it was running, and a job it was claiming but had not yet
+  // copied out, whose cell is freed so the queue does not stall behind it. A
+  // worker claims one job at a time and records it first, so those two
+  // positions are all it can hold.
   #reap(slot: Slot, reason: Error): void {
     slot.replies.read(this.#onReply);
     const current = slot.running.current;
@@ -709,8 +750,9 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       this.#queue.abandon(current, slot.number, slot.running);
       this.#settle(current, reason);
     }
-    for (const [queued] of this.#inQueue) {
-      if (this.#queue.abandon(queued, slot.number, slot.running)) this.#settle(queued, reason);
+    const claiming = slot.running.claiming;
+    if (this.#inQueue.has(claiming) && this.#queue.abandon(claiming, slot.number, slot.running)) {
+      this.#settle(claiming, reason);
     }
     this.#pump();
     this.#checkDrained();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { JobQueue, QUEUE_BYTES, QUEUE_CELLS, REPLY_BYTES, ReplyRing, RunningJob } from "../pool/_shared.ts";
-import { ThreadPool } from "../pool/mod.ts";
+import { QueueFullError, ThreadPool } from "../pool/mod.ts";
 import { BYTES_CODEC, LARGE_RESULT } from "./fixtures/bytes_worker.ts";
 
 // Deterministic bytes of a given length, different for each seed.
@@ -203,4 +203,18 @@ Deno.test("a worker that crashes while idle is replaced and the queue bound stil
   await blocker;
   assert.equal(outcomes.filter((o) => o.status === "fulfilled").length, 1, "one job fits the queue");
   assert.equal(outcomes.filter((o) => o.status === "rejected").length, 4, "the rest are refused");
+});
+
+Deno.test("maxQueue counts jobs beyond those the idle workers take at once", async () => {
+  await using pool = new ThreadPool<Uint8Array, Uint8Array>(2, BYTES_WORKER, { codec: BYTES_CODEC, maxQueue: 2 });
+  await pool.ready;
+  // Let both workers go to sleep waiting for a job.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  // A burst in one turn of the event loop: two jobs for the two idle workers, two that wait.
+  const outcomes = await Promise.allSettled(
+    Array.from({ length: 20 }, () => pool.execute(new Uint8Array([254, 5]))),
+  );
+  const refused = outcomes.filter((o) => o.status === "rejected");
+  assert.equal(outcomes.length - refused.length, 4);
+  assert.ok(refused.every((o) => o.reason instanceof QueueFullError));
 });

@@ -167,3 +167,28 @@ Deno.test("ThreadPool.execute() rejects with the error an onProgress callback th
   await assert.rejects(failed, /consumer bug/);
   assert.equal((await p.execute({ op: "double", n: 3 })).value, 6);
 });
+
+Deno.test("ThreadPool.execute() still applies its timeout to a job whose onProgress threw", async () => {
+  const replaced: Error[] = [];
+  await using p = pool(1, { onWorkerReplaced: (_id: number, reason: Error) => replaced.push(reason) });
+  const started = performance.now();
+  // The job ignores being cancelled and blocks its worker for 20 s.
+  const failed = p.execute({ op: "emit-then-block", ms: 20_000 }, {
+    timeout: 300,
+    onProgress: () => {
+      throw new Error("consumer bug");
+    },
+  });
+  await assert.rejects(failed, /consumer bug/);
+  // The worker is replaced once the timeout passes, and the next job runs long before 20 s.
+  assert.equal((await p.execute({ op: "double", n: 3 })).value, 6);
+  assert.ok(performance.now() - started < 10_000, "the next job waited for the blocked job");
+  assert.equal(replaced.length, 1);
+  assert.ok(replaced[0] instanceof JobTimeoutError);
+});
+
+Deno.test("ThreadPool starts a worker module that awaits at its top level before runJobs", async () => {
+  await using p = new ThreadPool<number, number>(2, new URL("./fixtures/late_worker.ts", import.meta.url));
+  await p.ready;
+  assert.deepEqual(await Promise.all([p.execute(1), p.execute(2)]), [2, 3]);
+});
