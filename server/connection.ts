@@ -137,8 +137,11 @@ export interface ConnectionHost {
   accepting(): boolean;
   /** Asks to start one more request. */
   admit(): Admission;
-  /** Runs one request on the pool. */
-  run(job: HandlerJob): Promise<Reply>;
+  /**
+   * Runs one request on the pool. When `signal` aborts before a worker takes
+   * the request, it is dropped and never runs.
+   */
+  run(job: HandlerJob, signal?: AbortSignal): Promise<Reply>;
   /** Called once the response to a request has been written. */
   logRequest(entry: RequestLogEntry): void;
   /** Reports an unexpected failure (never a client's fault). */
@@ -191,6 +194,8 @@ export class Connection {
   // The client closed or reset its side; streams in flight are abandoned rather than awaited.
   #peerGone = false;
   readonly #abandons = new Set<() => void>();
+  // Aborted when the connection closes; made for the first pipelined request.
+  #dropOnClose: AbortController | undefined;
   #waiting: Waiting = "first";
   #deadline: number;
   #headSeen = false;
@@ -292,7 +297,11 @@ export class Connection {
         try {
           n = await this.#conn.read(this.#room());
         } catch {
-          if (!this.#closed) this.#peerLeft(); // reset by the peer (or closed by us)
+          // Reset by the peer (or closed by us): nothing more can reach it.
+          if (!this.#closed) {
+            this.#peerLeft();
+            this.#close();
+          }
           break;
         }
         if (n === null) this.#peerLeft();
@@ -331,7 +340,10 @@ export class Connection {
           continued = false;
           this.#headSeen = false;
           this.#waiting = "none";
-          this.#respond(head.method, head.target, this.#host.run(job));
+          // A request pipelined behind another may wait in the queue: it is dropped if the
+          // connection closes meanwhile, since no answer could reach the client.
+          const signal = this.#inflight > 0 ? (this.#dropOnClose ??= new AbortController()).signal : undefined;
+          this.#respond(head.method, head.target, this.#host.run(job, signal));
           this.#updateDeadline();
           if (close) break reading;
           if (this.#inflight >= MAX_PIPELINED) {
@@ -498,6 +510,7 @@ export class Connection {
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#dropOnClose?.abort();
     try {
       this.#conn.close();
     } catch {

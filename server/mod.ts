@@ -207,12 +207,13 @@ export async function startServer(
   // Runs a request on the pool. A streamed response resolves at its head, and its body
   // pieces follow through `more`, each acknowledged to the worker once taken.
   // Most responses are not streamed, so the stream's parts are made only when a head arrives.
-  function run(job: HandlerJob): Promise<Reply> {
+  function run(job: HandlerJob, signal?: AbortSignal): Promise<Reply> {
     return new Promise<Reply>((resolve) => {
       let pieces: PieceQueue | undefined;
       pool.execute(job, {
         transfer: [job.bytes.buffer as ArrayBuffer],
         timeout: options.handlerTimeoutMs,
+        signal,
         onProgress(data, ack, cancel) {
           const part = data as StreamPart;
           if (part.kind === "head") {
@@ -234,6 +235,8 @@ export async function startServer(
   function failedJob(error: unknown): HandlerResult {
     if (error instanceof QueueFullError) return errorResult(503, [RETRY_AFTER]);
     if (error instanceof JobTimeoutError) return errorResult(503);
+    // Dropped before it ran because its connection closed: nobody is left to tell.
+    if (error instanceof DOMException && error.name === "AbortError") return errorResult(503);
     // The handler threw, or its worker crashed: the stack goes to the log, never to the client.
     logError(`Handler failed: ${describe(error)}`);
     return errorResult(500);

@@ -69,3 +69,19 @@ Deno.test("a stream waiting behind a slow pipelined response is not cut off by t
   assert.ok(total > 40 * 65536, `only ${total} bytes arrived`);
   assert.ok(!server.errors.some((l) => /timed out/.test(l)), server.output());
 });
+
+Deno.test("requests pipelined by a client that resets the connection are dropped before they run", async () => {
+  await using server = await startServer(["--workers", "1", "--quiet", "--app", "tests/fixtures/apps/echo.ts"]);
+  const { conn } = await connect(server.port);
+  // The first request holds the only worker for 0.5 s, the second for 2 s; the last two wait in the queue.
+  await send(conn, get("/block?ms=500") + get("/block?ms=2000").repeat(3));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // Closing with the first answer unread makes the system reset the connection.
+  conn.close();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const start = performance.now();
+  assert.equal((await request(server.port, get("/text"))).status, 200);
+  const elapsed = performance.now() - start;
+  // The running request ends about 1 s from now; had the queued two run as well, 5 s.
+  assert.ok(elapsed < 3500, `the next request waited ${elapsed} ms behind requests nobody could receive`);
+});
