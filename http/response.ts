@@ -113,13 +113,15 @@ export function serializeResponse(parts: ResponseParts): Uint8Array {
   return out;
 }
 
-// The head's bytes (UTF-8) followed by `room` free bytes. An ASCII head, the usual
-// case, is written a character at a time, with no intermediate buffer.
+// The head's bytes followed by `room` free bytes, written a character at a time with
+// no intermediate buffer. Header values are byte strings, as in `Headers`: each
+// character up to U+00FF is one byte (Latin-1), as other servers send them. Only a
+// head with a wider character, which `Headers` would refuse, is encoded as UTF-8.
 function encodeWithRoom(head: string, room: number): Uint8Array {
   const out = new Uint8Array(head.length + room);
   for (let i = 0; i < head.length; i++) {
     const code = head.charCodeAt(i);
-    if (code > 0x7f) {
+    if (code > 0xff) {
       const bytes = encoder.encode(head);
       const wide = new Uint8Array(bytes.length + room);
       wide.set(bytes);

@@ -8,7 +8,18 @@ Deno.test("serializeResponse writes the head, then the body, with its length", (
   assert.match(text, /^HTTP\/1\.1 200 OK\r\nX-A: b\r\nContent-Length: 2\r\nDate: .+ GMT\r\nServer: [^\r]+\r\n\r\nhi$/);
 });
 
-Deno.test("serializeResponse encodes a header value beyond ASCII as UTF-8 and keeps the body whole", () => {
+Deno.test("serializeResponse writes a header value up to U+00FF one byte per character, as Latin-1", () => {
+  const body = new Uint8Array([0, 255, 1]);
+  const bytes = serializeResponse({ status: 200, headers: [["X-Name", "Zoë café"]], body });
+  const latin1 = new TextDecoder("latin1").decode(bytes);
+  assert.ok(latin1.includes("X-Name: Zoë café\r\n"), latin1);
+  // ë is one byte, 0xEB, not UTF-8's two.
+  const at = latin1.indexOf("Zo") + 2;
+  assert.equal(bytes[at], 0xeb);
+  assert.deepEqual(bytes.subarray(bytes.length - 3), body);
+});
+
+Deno.test("serializeResponse falls back to UTF-8 for a head with a character past U+00FF, body whole", () => {
   const body = new Uint8Array([0, 255, 1]);
   const bytes = serializeResponse({ status: 200, headers: [["X-Name", "Zoë ☃"]], body });
   assert.ok(decode(bytes).includes("X-Name: Zoë ☃\r\n"));
