@@ -375,15 +375,14 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     return count;
   }
 
-  // Wakes as many sleeping workers as there are jobs for them, once for all the jobs
-  // queued in this turn of the event loop.
+  // Wakes one sleeping worker, once for all the jobs queued in this turn of the event
+  // loop; a worker that takes a job and sees more waiting wakes the next.
   #scheduleWake(): void {
     if (this.#wakePending) return;
     this.#wakePending = true;
     queueMicrotask(() => {
       this.#wakePending = false;
-      const sleeping = this.#sleepingWorkers();
-      if (sleeping > 0) this.#queue.wakeWorkers(Math.min(sleeping, this.#queue.unclaimed));
+      if (this.#queue.unclaimed > 0 && this.#sleepingWorkers() > 0) this.#queue.wakeWorkers(1);
     });
   }
 

@@ -200,7 +200,8 @@ export async function startServer(
     },
     accepting: () => stopping === undefined,
     run,
-    logRequest: options.quiet ? () => {} : (entry: RequestLogEntry) => logger.info(formatLogLine(entry)),
+    logsRequests: !options.quiet,
+    logRequest: (entry: RequestLogEntry) => logger.info(formatLogLine(entry)),
     logError: (message: string, error: unknown) => logError(`${message}: ${describe(error)}`),
   };
 
