@@ -14,6 +14,8 @@ const WORKERS = 2;
 // Each wrk run; long enough to settle, short enough for the whole bench to take about two minutes.
 const RUN_SECONDS = 5;
 const MIXED_SECONDS = 10;
+// In the mixed run, when the /sleep loop starts: once wrk's clients have connected.
+const MIXED_SLEEP_AFTER_MS = 500;
 
 interface ServerSpec {
   name: string;
@@ -170,10 +172,17 @@ async function measure(spec: ServerSpec): Promise<Row> {
     clearInterval(sampler);
     const close = await wrk(`${base}/`, 50, RUN_SECONDS, ["-H", "Connection: close"]);
     const cpu = spec.cpu === false ? null : await wrk(`${base}/cpu`, 50, RUN_SECONDS);
-    // Mixed: one blocking /sleep always in flight while 20 keep-alive clients ask for /.
-    let mixing = true;
+    // Mixed: 20 keep-alive clients ask for / while one blocking /sleep is always in flight.
+    // The clients connect first, as browsers keep their connections open; the /sleep then
+    // lands on a server (or isolate) that already holds some of them. (Were it first, a
+    // server whose isolates accept in turn would take every client on a free isolate.)
+    // A timeout longer than the sleep, so a stalled request counts in the latency instead of vanishing.
+    const mixing = wrk(`${base}/`, 20, MIXED_SECONDS, ["--timeout", "10s"]);
+    await new Promise((resolve) => setTimeout(resolve, MIXED_SLEEP_AFTER_MS));
+    let done = false;
+    mixing.finally(() => done = true);
     const sleeper = (async () => {
-      while (mixing) {
+      while (!done) {
         try {
           await (await fetch(`${base}/sleep`)).body?.cancel();
         } catch {
@@ -181,10 +190,7 @@ async function measure(spec: ServerSpec): Promise<Row> {
         }
       }
     })();
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    // A timeout longer than the sleep, so a stalled request counts in the latency instead of vanishing.
-    const mixed = await wrk(`${base}/`, 20, MIXED_SECONDS, ["--timeout", "10s"]);
-    mixing = false;
+    const mixed = await mixing;
     await sleeper;
     return {
       server: spec.name,
