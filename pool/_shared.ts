@@ -44,8 +44,7 @@ export const REPLY_BYTES = 1024 * 1024;
 const HEAD = 0;
 const TAIL = 1;
 const REPLIES = 2;
-const SLEEPERS = 3;
-const CONTROL_WORDS = 4;
+const CONTROL_WORDS = 3;
 
 // Words of one cell: its sequence, its state, and where its bytes are.
 const SEQ = 0;
@@ -250,11 +249,10 @@ export class JobQueue {
       const bytes = length === BY_MESSAGE ? undefined : this.#data.slice(offset, offset + length);
       Atomics.store(this.#cells, cell + SEQ, free);
       if (skipped) this.signalReply();
-      // More jobs wait and a worker sleeps: wake it here, so the main thread wakes one
-      // worker per burst, not one per job.
-      if (Atomics.load(this.#control, SLEEPERS) > 0 && Atomics.load(this.#control, TAIL) !== ((head + 1) | 0)) {
-        Atomics.notify(this.#control, TAIL, 1);
-      }
+      // More jobs wait: wake a sleeping worker, if there is one, for the next. So the main
+      // thread wakes one worker per burst, not one per job. (Without a sleeper this costs
+      // nanoseconds; a count of sleepers could be left wrong by a terminated worker.)
+      if (Atomics.load(this.#control, TAIL) !== ((head + 1) | 0)) Atomics.notify(this.#control, TAIL, 1);
       return { pos: head, bytes };
     }
   }
@@ -267,7 +265,6 @@ export class JobQueue {
   async waitForJob(worker: number, running: RunningJob): Promise<Claim | undefined> {
     const tail = Atomics.load(this.#control, TAIL);
     running.sleeping = true;
-    Atomics.add(this.#control, SLEEPERS, 1);
     try {
       const claim = this.claim(worker, running);
       if (claim) return claim;
@@ -275,7 +272,6 @@ export class JobQueue {
       if (wait.async) await wait.value;
       return undefined;
     } finally {
-      Atomics.sub(this.#control, SLEEPERS, 1);
       running.sleeping = false;
     }
   }

@@ -376,13 +376,15 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   }
 
   // Wakes one sleeping worker, once for all the jobs queued in this turn of the event
-  // loop; a worker that takes a job and sees more waiting wakes the next.
+  // loop; a worker that takes a job and sees more waiting wakes the next. A worker
+  // terminated while it slept may still be registered as waiting until its thread is
+  // gone, and a wake may go to it: one more wake for each such worker.
   #scheduleWake(): void {
     if (this.#wakePending) return;
     this.#wakePending = true;
     queueMicrotask(() => {
       this.#wakePending = false;
-      if (this.#queue.unclaimed > 0 && this.#sleepingWorkers() > 0) this.#queue.wakeWorkers(1);
+      if (this.#queue.unclaimed > 0 && this.#sleepingWorkers() > 0) this.#queue.wakeWorkers(1 + this.#dead.length);
     });
   }
 

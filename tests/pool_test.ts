@@ -64,6 +64,20 @@ Deno.test("ThreadPool never queues a job behind a busy worker while another is i
   assert.ok(elapsed < 1000, `quick jobs waited ${elapsed} ms behind the sleeping worker`);
 });
 
+Deno.test("ThreadPool wakes a second worker for jobs queued in one burst behind a slow job", async () => {
+  await using p = pool(2);
+  await p.ready;
+  // Let both workers go to sleep, then queue everything in one turn of the event loop.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const start = performance.now();
+  const slow = p.execute({ op: "sleep", ms: 1500 });
+  const quick = await Promise.all([0, 1, 2, 3, 4].map((n) => p.execute({ op: "double", n })));
+  const elapsed = performance.now() - start;
+  const slowWorker = (await slow).workerId;
+  assert.ok(quick.every((r) => r.workerId !== slowWorker), "a quick job went to the sleeping worker");
+  assert.ok(elapsed < 1000, `quick jobs waited ${elapsed} ms behind the slow one`);
+});
+
 Deno.test("ThreadPool.close() finishes queued jobs, then stops every worker one by one", async () => {
   const stopped: number[] = [];
   const p = pool(2, { onWorkerStop: (id: number) => stopped.push(id) });
