@@ -44,7 +44,10 @@ export const REPLY_BYTES = 1024 * 1024;
 const HEAD = 0;
 const TAIL = 1;
 const REPLIES = 2;
-const CONTROL_WORDS = 3;
+// Workers in waitForJob. A worker terminated there leaves it one too high, never too low,
+// which only costs a needless notify.
+const SLEEPERS = 3;
+const CONTROL_WORDS = 4;
 
 // Words of one cell: its sequence, its state, and where its bytes are.
 const SEQ = 0;
@@ -249,10 +252,11 @@ export class JobQueue {
       const bytes = length === BY_MESSAGE ? undefined : this.#data.slice(offset, offset + length);
       Atomics.store(this.#cells, cell + SEQ, free);
       if (skipped) this.signalReply();
-      // More jobs wait: wake a sleeping worker, if there is one, for the next. So the main
-      // thread wakes one worker per burst, not one per job. (Without a sleeper this costs
-      // nanoseconds; a count of sleepers could be left wrong by a terminated worker.)
-      if (Atomics.load(this.#control, TAIL) !== ((head + 1) | 0)) Atomics.notify(this.#control, TAIL, 1);
+      // More jobs wait and a worker may sleep: wake it for the next, so the main thread
+      // wakes one worker per burst, not one per job.
+      if (Atomics.load(this.#control, SLEEPERS) > 0 && Atomics.load(this.#control, TAIL) !== ((head + 1) | 0)) {
+        Atomics.notify(this.#control, TAIL, 1);
+      }
       return { pos: head, bytes };
     }
   }
@@ -265,6 +269,7 @@ export class JobQueue {
   async waitForJob(worker: number, running: RunningJob): Promise<Claim | undefined> {
     const tail = Atomics.load(this.#control, TAIL);
     running.sleeping = true;
+    Atomics.add(this.#control, SLEEPERS, 1);
     try {
       const claim = this.claim(worker, running);
       if (claim) return claim;
@@ -272,6 +277,7 @@ export class JobQueue {
       if (wait.async) await wait.value;
       return undefined;
     } finally {
+      Atomics.sub(this.#control, SLEEPERS, 1);
       running.sleeping = false;
     }
   }
