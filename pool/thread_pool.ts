@@ -343,7 +343,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     if (this.#closing) return Promise.reject(new Error("Cannot execute job: pool is closed"));
     if (this.#broken) return Promise.reject(this.#broken);
     // A job that a waiting worker takes at once never waits, so it does not count against the bound.
-    if (this.queued >= this.#options.maxQueue + this.#sleepingWorkers()) {
+    const queued = this.queued;
+    if (queued >= this.#options.maxQueue && queued >= this.#options.maxQueue + this.#sleepingWorkers()) {
       return Promise.reject(new QueueFullError(this.#options.maxQueue));
     }
     const { signal } = options;
