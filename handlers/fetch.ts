@@ -183,7 +183,10 @@ export async function writeResponse(
     const ready = await nextPiece(next);
     if (ready === "later") return head ? await headOfStream() : await stream(next);
     if (ready.done) break;
-    if (!(ready.value instanceof Uint8Array)) throw notBytes();
+    if (!(ready.value instanceof Uint8Array)) {
+      await reader.cancel().catch(() => {});
+      throw notBytes();
+    }
     parts.push(ready.value);
   }
   const body = parts.length === 1 ? parts[0] : concat(parts);

@@ -129,6 +129,11 @@ export class JobQueue {
     return Math.max(0, (this.#tail - Atomics.load(this.#control, HEAD)) | 0);
   }
 
+  /** The position of the next job a worker will claim. */
+  get head(): number {
+    return Atomics.load(this.#control, HEAD);
+  }
+
   /**
    * Main thread: queues a job given as bytes (written by `write` into the
    * view it is given), or, with `length` -1, a job whose payload the
@@ -202,19 +207,34 @@ export class JobQueue {
   }
 
   /**
+   * Main thread: whether the cell at `pos` looks left half-claimed by the
+   * worker whose record is `record`: still ready, `HEAD` past it, and the
+   * worker's last recorded claim. A live worker passes through this state
+   * for an instant between moving `HEAD` and marking the cell, so only a
+   * cell seen so twice, well apart, is abandoned as half-claimed.
+   */
+  halfClaimed(pos: number, record: RunningJob): boolean {
+    const cell = (pos & MASK) * CELL_WORDS;
+    return Atomics.load(this.#cells, cell + SEQ) === ((pos + 1) | 0) &&
+      Atomics.load(this.#cells, cell + STATE) === READY &&
+      ((Atomics.load(this.#control, HEAD) - pos) | 0) > 0 &&
+      record.claiming === pos;
+  }
+
+  /**
    * Main thread, some time after worker `worker` was terminated (its record
    * is `record`): whether the job at `pos` was claimed by it and not yet
-   * copied out (it marked the cell taken, or it moved `HEAD` past the cell it
-   * had recorded claiming before marking it). Such a cell is freed, so the
+   * copied out: it marked the cell taken, or (when `halfClaimed` is true,
+   * see {@linkcode JobQueue.halfClaimed}) it moved `HEAD` past the cell it
+   * had recorded claiming before marking it. Such a cell is freed, so the
    * queue is not stuck behind it.
    */
-  abandon(pos: number, worker: number, record: RunningJob): boolean {
+  abandon(pos: number, worker: number, record: RunningJob, halfClaimed = false): boolean {
     const cell = (pos & MASK) * CELL_WORDS;
     if (Atomics.load(this.#cells, cell + SEQ) !== ((pos + 1) | 0)) return false;
     const state = Atomics.load(this.#cells, cell + STATE);
-    const passed = ((Atomics.load(this.#control, HEAD) - pos) | 0) > 0;
     const orphan = state === TAKEN + worker ||
-      (state === READY && passed && record.claiming === pos &&
+      (halfClaimed && this.halfClaimed(pos, record) &&
         Atomics.compareExchange(this.#cells, cell + STATE, READY, CANCELLED) === READY);
     if (orphan) Atomics.store(this.#cells, cell + SEQ, (pos + QUEUE_CELLS) | 0);
     return orphan;

@@ -202,6 +202,8 @@ interface DeadWorker {
   reason: Error;
   from: number;
   until: number;
+  // The position it was seen half-claiming at the previous check, if any.
+  halfClaimed?: number;
 }
 
 interface Task {
@@ -226,6 +228,8 @@ interface Slot {
   number: number;
   worker: Worker;
   ready: boolean;
+  // Whether the worker was sent its `init` (it asks once its module has loaded).
+  initSent: boolean;
   dead: boolean;
   running: RunningJob;
   replies: ReplyRing;
@@ -278,7 +282,11 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   // Timers for settling after terminated workers, and for respawning; cleared on close.
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #dead: DeadWorker[] = [];
+  // Tasks in #inQueue already rejected (their onProgress threw), waiting for their worker.
+  #failedTasks = 0;
   #wakePending = false;
+  // The queue's head at the last timeout sweep.
+  #lastHead = -1;
   // Lets the reply loop yield to the event loop between busy rounds.
   readonly #yield: MessageChannel;
 
@@ -290,6 +298,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
    * @param options See {@linkcode ThreadPoolOptions}.
    * @throws {RangeError} When `size` is not a positive integer.
    * @throws {TypeError} When `url` is not a URL or string.
+   * @throws {DOMException} A `DataCloneError` when `options.data` cannot be structured-cloned.
    */
   constructor(size: number, url: URL | string, options: ThreadPoolOptions<Job, Result> = {}) {
     if (!Number.isInteger(size) || size < 1) {
@@ -304,6 +313,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     if (maxQueue !== Infinity && (!Number.isInteger(maxQueue) || maxQueue < 0)) {
       throw new RangeError(`Cannot create pool: maxQueue must be a non-negative integer, got ${maxQueue}`);
     }
+    // Data that cannot be sent to a worker fails here, at once, with a DataCloneError.
+    structuredClone(this.#options.data);
     // A failed start-up is reported through `ready`; this keeps it from being unhandled.
     this.#ready.promise.catch(() => {});
     this.#yield = new MessageChannel();
@@ -376,17 +387,22 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     return count;
   }
 
-  // Wakes one sleeping worker, once for all the jobs queued in this turn of the event
-  // loop; a worker that takes a job and sees more waiting wakes the next. A worker
-  // terminated while it slept may still be registered as waiting until its thread is
-  // gone, and a wake may go to it: one more wake for each such worker.
+  // Wakes as many sleeping workers as there are new jobs, once for all the jobs queued in
+  // this turn of the event loop. A worker terminated while it slept may still be
+  // registered as waiting until its thread is gone, and a wake may go to it: one more
+  // wake for each such worker.
   #scheduleWake(): void {
     if (this.#wakePending) return;
     this.#wakePending = true;
     queueMicrotask(() => {
       this.#wakePending = false;
-      if (this.#queue.unclaimed > 0 && this.#sleepingWorkers() > 0) this.#queue.wakeWorkers(1 + this.#dead.length);
+      this.#wake();
     });
+  }
+
+  #wake(): void {
+    const sleeping = this.#sleepingWorkers();
+    if (sleeping > 0) this.#queue.wakeWorkers(Math.min(sleeping, this.#queue.unclaimed) + this.#dead.length);
   }
 
   /**
@@ -425,8 +441,19 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     this.#yield.port2.close();
   }
 
+  // Whether a job is queued or running that close() should wait for. One already rejected
+  // is not waited for: close() stops its worker as it stops the others.
   #busy(): boolean {
-    return this.#inQueue.size > 0 || this.#waitingHead < this.#waiting.length;
+    return this.#inQueue.size > this.#failedTasks || this.#waitingHead < this.#waiting.length;
+  }
+
+  // Takes the job at `pos` out of the jobs in the queue or running, and returns it.
+  #remove(pos: number): Task | undefined {
+    const task = this.#inQueue.get(pos);
+    if (!task) return undefined;
+    this.#inQueue.delete(pos);
+    if (task.failed) this.#failedTasks--;
+    return task;
   }
 
   #spawn(id: number): Slot {
@@ -437,6 +464,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       number: this.#workerNumbers++,
       worker,
       ready: false,
+      initSent: false,
       dead: false,
       running,
       replies: new ReplyRing(running.buffer),
@@ -532,9 +560,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   }
 
   readonly #onReply = (pos: number, _kind: number, bytes: Uint8Array): void => {
-    const task = this.#inQueue.get(pos);
+    const task = this.#remove(pos);
     if (!task) return;
-    this.#inQueue.delete(pos);
     let result: Result;
     try {
       result = this.#options.codec!.readResult(bytes);
@@ -550,9 +577,13 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     if (this.#slots[slot.id] !== slot && message.type !== "result") return;
     switch (message.type) {
       case "loaded":
+        // Only the first: a module that called runJobs twice gets one identity.
+        if (slot.initSent) break;
+        slot.initSent = true;
         this.#init(slot);
         break;
       case "ready":
+        if (slot.ready) break;
         slot.ready = true;
         if (++this.#readyCount === this.size && !this.#started) {
           this.#started = true;
@@ -583,9 +614,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       case "result": {
         // Replies already in the ring come first, as the worker wrote them first.
         this.#readReplies();
-        const task = this.#inQueue.get(message.seq);
+        const task = this.#remove(message.seq);
         if (!task) return;
-        this.#inQueue.delete(message.seq);
         if (message.ok) task.resolve(message.result);
         else task.reject(jobError(message.error));
         this.#pump();
@@ -601,7 +631,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         task.unacked = (task.unacked ?? 0) + 1;
         let acked = false;
         const ack = () => {
-          if (acked || this.#slots[slot.id] !== slot || this.#inQueue.get(message.seq) !== task) return;
+          if (acked || task.failed || this.#slots[slot.id] !== slot || this.#inQueue.get(message.seq) !== task) return;
           acked = true;
           slot.worker.postMessage({ type: "ack", seq: message.seq } satisfies ToWorker);
           if (--task.unacked! === 0) task.startedAt = performance.now();
@@ -617,11 +647,13 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
           // to stop. The job stays counted until its worker is free, so its timeout still applies.
           const reject = task.reject;
           task.failed = true;
+          this.#failedTasks++;
           task.resolve = task.reject = () => {};
           task.unacked = 0;
           task.startedAt = performance.now();
           this.#cancel(task, undefined);
           reject(error instanceof Error ? error : new Error(String(error)));
+          this.#checkDrained();
         }
         break;
       }
@@ -633,17 +665,22 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
 
   // Rejects the job at `pos` if it is still outstanding.
   #settle(pos: number, reason: Error): void {
-    const task = this.#inQueue.get(pos);
-    if (!task) return;
-    this.#inQueue.delete(pos);
-    task.reject(reason);
+    this.#remove(pos)?.reject(reason);
   }
 
   #checkTimeouts(): void {
     const now = performance.now();
+    // A wake can be slow to act: a worker counted as sleeping may have its thread held
+    // (by a timer of the app, say). Jobs that no worker took since the last check get
+    // every sleeping worker woken.
+    const head = this.#queue.head;
+    if (this.#queue.unclaimed > 0 && head === this.#lastHead) {
+      this.#queue.wakeWorkers(this.#sleepingWorkers() + this.#dead.length);
+    }
+    this.#lastHead = head;
     if (this.#dead.length > 0) {
       this.#dead = this.#dead.filter((dead) => {
-        if (now >= dead.from) this.#reap(dead.slot, dead.reason);
+        if (now >= dead.from) this.#reap(dead);
         return now < dead.until;
       });
     }
@@ -654,7 +691,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       const timeout = task?.options.timeout;
       if (!task || timeout === undefined) continue;
       task.startedAt ??= now;
-      if (task.unacked || now - task.startedAt < timeout) continue;
+      if ((task.unacked && !task.failed) || now - task.startedAt < timeout) continue;
       // It may have finished just now.
       slot.replies.read(this.#onReply);
       if (this.#inQueue.get(pos) === task) this.#replace(slot, new JobTimeoutError(timeout), pos);
@@ -745,7 +782,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   // copied out, whose cell is freed so the queue does not stall behind it. A
   // worker claims one job at a time and records it first, so those two
   // positions are all it can hold.
-  #reap(slot: Slot, reason: Error): void {
+  #reap(dead: DeadWorker): void {
+    const { slot, reason } = dead;
     slot.replies.read(this.#onReply);
     const current = slot.running.current;
     if (current !== undefined) {
@@ -753,8 +791,13 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       this.#settle(current, reason);
     }
     const claiming = slot.running.claiming;
-    if (this.#inQueue.has(claiming) && this.#queue.abandon(claiming, slot.number, slot.running)) {
-      this.#settle(claiming, reason);
+    if (this.#inQueue.has(claiming)) {
+      // A cell half-claimed at two checks in a row is this worker's: a live worker
+      // finishes its claim within an instant.
+      const half = this.#queue.halfClaimed(claiming, slot.running);
+      const confirmed = half && dead.halfClaimed === claiming;
+      dead.halfClaimed = half ? claiming : undefined;
+      if (this.#queue.abandon(claiming, slot.number, slot.running, confirmed)) this.#settle(claiming, reason);
     }
     this.#pump();
     this.#checkDrained();

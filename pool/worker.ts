@@ -105,6 +105,9 @@ interface WorkerScope {
   close(): void;
 }
 
+// Whether runJobs was called: a worker serves one pool.
+let runJobsCalled = false;
+
 // A worker that goes from job to job without waiting lets its event loop run
 // (timers, messages) at least this often.
 const YIELD_EVERY_MS = 10;
@@ -133,6 +136,8 @@ export function runJobs<Job, Result, Data = unknown>(
   handler: JobHandler<Job, Result, Data>,
   options: RunJobsOptions<Job, Result, Data> = {},
 ): void {
+  if (runJobsCalled) throw new Error("Cannot run jobs: runJobs was already called in this worker");
+  runJobsCalled = true;
   const { setup, transfer, codec } = options;
   const scope = globalThis as unknown as WorkerScope;
   let current: Progress | undefined;

@@ -99,8 +99,10 @@ Deno.test("JobQueue.abandon frees a cell a terminated worker took or was claimin
   const dying = new RunningJob();
   dying.claim(claimed);
   Atomics.store(control, 0, claimed + 1);
-  assert.equal(queue.abandon(claimed, 8, new RunningJob()), false, "not what the other worker was claiming");
-  assert.ok(queue.abandon(claimed, 7, dying));
+  assert.equal(queue.abandon(claimed, 8, new RunningJob(), true), false, "not what the other worker was claiming");
+  assert.ok(queue.halfClaimed(claimed, dying));
+  assert.equal(queue.abandon(claimed, 7, dying), false, "half-claimed, but not yet confirmed");
+  assert.ok(queue.abandon(claimed, 7, dying, true));
   // Both cells are free again: the queue takes a full ring of jobs after them.
   for (let i = 0; i < QUEUE_CELLS; i++) assert.notEqual(queue.publish(new Uint8Array(1)), -1, `job ${i}`);
 });

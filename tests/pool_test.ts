@@ -206,3 +206,69 @@ Deno.test("ThreadPool starts a worker module that awaits at its top level before
   await p.ready;
   assert.deepEqual(await Promise.all([p.execute(1), p.execute(2)]), [2, 3]);
 });
+
+Deno.test("ThreadPool keeps the timeout of a failed job even when its consumer acknowledges late", async () => {
+  await using p = pool(1);
+  let firstAck: (() => void) | undefined;
+  const started = performance.now();
+  const failed = p.execute({ op: "emit-then-block", ms: 20_000 }, {
+    timeout: 300,
+    onProgress: (_data, ack) => {
+      if (!firstAck) {
+        firstAck = ack; // the first message is held
+        return;
+      }
+      throw new Error("consumer bug");
+    },
+  });
+  await assert.rejects(failed, /consumer bug/);
+  firstAck!();
+  assert.equal((await p.execute({ op: "double", n: 3 })).value, 6);
+  assert.ok(performance.now() - started < 10_000, "the timeout never fired");
+});
+
+Deno.test("ThreadPool.close() does not wait for a job that already failed because its onProgress threw", async () => {
+  const p = pool(1);
+  const failed = p.execute({ op: "emit-then-block", ms: 20_000 }, {
+    onProgress: () => {
+      throw new Error("consumer bug");
+    },
+  });
+  await assert.rejects(failed, /consumer bug/);
+  const started = performance.now();
+  await p.close();
+  // The worker is asked to stop, and terminated a second later since it does not answer.
+  assert.ok(performance.now() - started < 5000, "close() waited for the failed job");
+});
+
+Deno.test("ThreadPool wakes another worker when the one it woke has its thread held outside a job", async () => {
+  await using p = pool(2);
+  await p.ready;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  // One worker answers at once but holds its thread for 3 s from 100 ms on; the other sleeps 50 ms.
+  await Promise.all([
+    p.execute({ op: "block-later", delay: 100, ms: 3000 }),
+    p.execute({ op: "sleep", ms: 50 }),
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  // The wake for this job goes to the worker that slept first: the held one.
+  const started = performance.now();
+  assert.equal((await p.execute({ op: "double", n: 1 })).value, 2);
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed < 1500, `the job waited ${elapsed} ms while a worker was free`);
+  // Let the held thread finish before the pool closes.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+});
+
+Deno.test("ThreadPool.ready rejects, naming the mistake, when a worker module calls runJobs twice", async () => {
+  await using p = new ThreadPool<number, number>(1, new URL("./fixtures/twice_worker.ts", import.meta.url));
+  await assert.rejects(p.ready, /runJobs was already called/);
+});
+
+Deno.test("new ThreadPool() throws a DataCloneError at once for data that cannot be sent to a worker", () => {
+  assert.throws(() => pool(1, { data: { f: () => {} } }), (error: unknown) => {
+    assert.ok(error instanceof DOMException);
+    assert.equal(error.name, "DataCloneError");
+    return true;
+  });
+});
