@@ -279,7 +279,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   #started = false;
   #ready: PromiseWithResolvers<void> = Promise.withResolvers();
   readonly #sweep: ReturnType<typeof setInterval>;
-  // Timers for settling after terminated workers, and for respawning; cleared on close.
+  // Timers for respawning workers that failed to start; cleared on close.
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #dead: DeadWorker[] = [];
   // Tasks in #inQueue already rejected (their onProgress threw), waiting for their worker.
@@ -494,7 +494,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         } satisfies ToWorker,
       );
     } catch (error) {
-      // The data cannot be cloned: no worker can start.
+      // It cannot be told who it is (the constructor checked that the data clones): it is
+      // replaced as if it had crashed, rather than the error escaping from a message handler.
       this.#replace(slot, error instanceof Error ? error : new Error(String(error)));
     }
   }
@@ -649,7 +650,6 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
           task.failed = true;
           this.#failedTasks++;
           task.resolve = task.reject = () => {};
-          task.unacked = 0;
           task.startedAt = performance.now();
           this.#cancel(task, undefined);
           reject(error instanceof Error ? error : new Error(String(error)));
