@@ -187,8 +187,9 @@ export class WorkerCrashError extends Error {
 
 // After a replacement worker fails to start, wait this long before trying again.
 const RESPAWN_DELAY_MS = 1000;
-// How often running jobs are checked against their timeouts.
-const TIMEOUT_SWEEP_MS = 50;
+// How often the pool checks running jobs against their timeouts, terminated workers
+// for jobs they left, and the queue for jobs no woken worker took.
+const SWEEP_MS = 50;
 // After a worker is terminated, wait this long (it stops within microseconds)
 // before settling jobs it may have claimed in its last moments.
 const REAP_DELAY_MS = 100;
@@ -319,7 +320,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     this.#ready.promise.catch(() => {});
     this.#yield = new MessageChannel();
     for (let id = 0; id < size; id++) this.#slots.push(this.#spawn(id));
-    this.#sweep = setInterval(() => this.#checkTimeouts(), TIMEOUT_SWEEP_MS);
+    this.#sweep = setInterval(() => this.#sweepOnce(), SWEEP_MS);
     this.#collect();
   }
 
@@ -668,7 +669,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     this.#remove(pos)?.reject(reason);
   }
 
-  #checkTimeouts(): void {
+  // The periodic checks: a wake that did not act, terminated workers, timeouts.
+  #sweepOnce(): void {
     const now = performance.now();
     // A wake can be slow to act: a worker counted as sleeping may have its thread held
     // (by a timer of the app, say). Jobs that no worker took since the last check get
