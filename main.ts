@@ -86,7 +86,9 @@ export async function main(args: string[], hooks: StartHooks = {}): Promise<numb
     }
     throw error;
   }
-  console.log(`Listening on ${server.url} with ${options.workers} worker${options.workers === 1 ? "" : "s"}`);
+  const workers = `${options.workers} worker${options.workers === 1 ? "" : "s"}`;
+  const each = `${options.concurrency} request${options.concurrency === 1 ? "" : "s"} at a time each`;
+  console.log(`Listening on ${server.url} with ${workers}, ${each}`);
   if (firstSignalAt !== undefined) server.shutdown();
   await server.finished;
   removeListeners();

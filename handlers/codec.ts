@@ -24,6 +24,7 @@ const FILE_HEAD = 16;
 const CLOSE = 1;
 const HAS_WORKER = 2;
 const HAS_FILE = 4;
+const UPGRADE_REFUSED = 8;
 
 // Little-endian 16-bit fields, by hand: cheaper than a DataView per message.
 function setU16(bytes: Uint8Array, at: number, value: number): void {
@@ -84,7 +85,7 @@ export const HANDLER_CODEC: PoolCodec<HandlerJob, HandlerResult> = {
   },
   writeResult(result, into) {
     const flags = (result.close ? CLOSE : 0) | (result.workerId === undefined ? 0 : HAS_WORKER) |
-      (result.file ? HAS_FILE : 0);
+      (result.file ? HAS_FILE : 0) | (result.upgradeRefused ? UPGRADE_REFUSED : 0);
     setU16(into, 0, result.status);
     into[2] = flags;
     setU16(into, 4, result.workerId ?? 0);
@@ -108,6 +109,7 @@ export const HANDLER_CODEC: PoolCodec<HandlerJob, HandlerResult> = {
       workerId: flags & HAS_WORKER ? getU16(bytes, 4) : undefined,
       bytes: bytes,
     };
+    if (flags & UPGRADE_REFUSED) result.upgradeRefused = true;
     let at = RESULT_HEAD;
     if (flags & HAS_FILE) {
       const data = view(bytes);

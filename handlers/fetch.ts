@@ -7,19 +7,26 @@
  * @module
  */
 import { type ParsedRequest, serializeResponse } from "../http/mod.ts";
-import type { JobProgress } from "../pool/worker.ts";
+import type { JobProgress } from "../pool/run_jobs.ts";
 import type { HandlerResult, StreamPart } from "./mod.ts";
 
-/** What a handler learns besides the request. */
+/** What a handler learns besides the request, as `deno serve` gives it. */
 export interface ServeInfo {
   /** The client's address. */
   remoteAddr: { transport: "tcp"; hostname: string; port: number };
   /** The id of the worker running the handler. */
   workerId: number;
+  /**
+   * Resolves once the response has been written to the client, or once the
+   * exchange has ended without that (the client went away, the handler
+   * timed out, the handler failed). Never rejects.
+   */
+  readonly completed: Promise<void>;
 }
 
 /** An app: what `--app` modules export by default. */
 export interface App {
+  /** Answers one request, as `deno serve` calls it. */
   fetch(request: Request, info: ServeInfo): Response | Promise<Response>;
 }
 
@@ -45,9 +52,30 @@ const encoder = new TextEncoder();
 const CHUNKED_END = encoder.encode("0\r\n\r\n");
 const NOTHING = new Uint8Array(0);
 
+// A Request whose `signal` is the job's: it aborts when the client goes away or the
+// handler times out. (Passing a signal to the Request constructor would make it
+// follow that signal at three times the cost of the Request itself.)
+class ServerRequest extends Request {
+  readonly #source: { readonly signal: AbortSignal };
+
+  constructor(input: string | Request, init: RequestInit | undefined, source: { readonly signal: AbortSignal }) {
+    super(input, init);
+    this.#source = source;
+  }
+
+  override get signal(): AbortSignal {
+    return this.#source.signal;
+  }
+
+  override clone(): Request {
+    return new ServerRequest(super.clone(), undefined, this.#source);
+  }
+}
+
 /**
  * Builds the `Request` an app sees: the full URL from the Host header (or an
- * absolute-form target), the method, every header, and the body.
+ * absolute-form target), the method, every header, the body, and, when
+ * given, the signal of `source` (read when the app first asks for it).
  *
  * @example
  * ```ts
@@ -55,10 +83,14 @@ const NOTHING = new Uint8Array(0);
  * import { parseRequest } from "../http/mod.ts";
  * import { toRequest } from "./fetch.ts";
  * const parsed = parseRequest(new TextEncoder().encode("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"));
- * assert.equal(toRequest(parsed).url, "http://example.com/a?b=1");
+ * const controller = new AbortController();
+ * const request = toRequest(parsed, controller);
+ * assert.equal(request.url, "http://example.com/a?b=1");
+ * controller.abort();
+ * assert.ok(request.signal.aborted);
  * ```
  */
-export function toRequest(parsed: ParsedRequest): Request {
+export function toRequest(parsed: ParsedRequest, source?: { readonly signal: AbortSignal }): Request {
   const host = parsed.headers.find(([name]) => name === "host")?.[1] || "localhost";
   const url = parsed.target.startsWith("/")
     ? `http://${host}${parsed.target}`
@@ -67,12 +99,55 @@ export function toRequest(parsed: ParsedRequest): Request {
     : parsed.target;
   const hasBody = parsed.method !== "GET" && parsed.method !== "HEAD" && parsed.bodyBytes.length > 0;
   // A GET without an init object, and headers appended one by one, cost about half as much.
-  const request = parsed.method === "GET" ? new Request(url) : new Request(url, {
+  const init = parsed.method === "GET" ? undefined : {
     method: parsed.method,
     body: hasBody ? parsed.bodyBytes.slice() : undefined,
-  });
+  };
+  const request = source ? new ServerRequest(url, init, source) : new Request(url, init);
   for (const [name, value] of parsed.headers) request.headers.append(name, value);
   return request;
+}
+
+/**
+ * The `completed` promise of one exchange. It is made only when the app
+ * asks for it; then the response is sent in a way the main thread
+ * acknowledges once it is written.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Completion } from "./fetch.ts";
+ * const completion = new Completion();
+ * assert.equal(completion.wanted, false);
+ * const done = completion.promise;
+ * assert.equal(completion.wanted, true);
+ * completion.resolve();
+ * await done;
+ * ```
+ */
+export class Completion {
+  #promise: PromiseWithResolvers<void> | undefined;
+  #done = false;
+
+  /** Whether the app has asked for the promise. */
+  get wanted(): boolean {
+    return this.#promise !== undefined;
+  }
+
+  /** The promise the app sees as `info.completed`; resolved at once if the exchange is over. */
+  get promise(): Promise<void> {
+    if (!this.#promise) {
+      this.#promise = Promise.withResolvers<void>();
+      if (this.#done) this.#promise.resolve();
+    }
+    return this.#promise.promise;
+  }
+
+  /** The exchange is over. */
+  resolve(): void {
+    this.#done = true;
+    this.#promise?.resolve();
+  }
 }
 
 function responseHeaders(response: Response): Array<[string, string]> {
@@ -151,12 +226,15 @@ export interface ExchangeInfo {
  * Turns an app's `Response` into the result the main thread writes. A body
  * that is complete as soon as it is read goes out with `Content-Length`; a
  * body that keeps coming is streamed through `progress`, with chunked coding
- * for HTTP/1.1 and a closing connection for HTTP/1.0.
+ * for HTTP/1.1 and a closing connection for HTTP/1.0. When the app waits
+ * for its `completion`, everything goes through `progress`, and the result
+ * is returned once the main thread has written it all.
  */
 export async function writeResponse(
   response: Response,
   exchange: ExchangeInfo,
   progress: JobProgress,
+  completion?: Completion,
 ): Promise<HandlerResult> {
   const { status, statusText } = response;
   const headers = responseHeaders(response);
@@ -171,7 +249,7 @@ export async function writeResponse(
     const declared = head ? response.headers.get("content-length") : null;
     const length = declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined;
     const bytes = serializeResponse({ status, reason: statusText, headers, length, close: exchange.close, keepAlive });
-    return { bytes, status, workerId, close: exchange.close };
+    return delivered({ bytes, status, workerId, close: exchange.close });
   }
 
   // A bytes or string body arrives as one piece followed at once by the end: send it
@@ -199,7 +277,18 @@ export async function writeResponse(
     close: exchange.close,
     keepAlive,
   });
-  return { bytes, status, workerId, close: exchange.close };
+  return delivered({ bytes, status, workerId, close: exchange.close });
+
+  // A complete response, sent as the result; or, when the app waits for its completion, as one
+  // stream part the main thread acknowledges once written.
+  function delivered(result: HandlerResult): HandlerResult | Promise<HandlerResult> {
+    if (!completion?.wanted) return result;
+    return (async () => {
+      await progress.emit({ kind: "head", result } satisfies StreamPart, [result.bytes.buffer as ArrayBuffer]);
+      await progress.flush();
+      return { ...result, bytes: NOTHING.slice() };
+    })();
+  }
 
   // HEAD of a body whose length is unknown: neither Content-Length nor chunked.
   async function headOfStream(): Promise<HandlerResult> {
@@ -212,7 +301,7 @@ export async function writeResponse(
       close: exchange.close,
       keepAlive,
     });
-    return { bytes, status, workerId, close: exchange.close };
+    return delivered({ bytes, status, workerId, close: exchange.close });
   }
 
   async function stream(pending: Promise<ReadableStreamReadResult<Uint8Array>>): Promise<HandlerResult> {
@@ -234,22 +323,28 @@ export async function writeResponse(
       await progress.emit({ kind: "chunk", bytes: framed } satisfies StreamPart, [framed.buffer as ArrayBuffer]);
     };
     // A cancelled job stops even while the app's stream is quiet.
-    const onAbort = () => reader!.cancel(progress.signal?.reason).catch(() => {});
-    progress.signal?.addEventListener("abort", onAbort, { once: true });
+    const { signal } = progress;
+    const onAbort = () => reader!.cancel(signal.reason).catch(() => {});
+    signal.addEventListener("abort", onAbort, { once: true });
     try {
       for (const part of parts) await send(part);
       for (let result = await pending; !result.done; result = await reader!.read()) {
         if (!(result.value instanceof Uint8Array)) throw notBytes();
         await send(result.value);
       }
-      progress.signal?.throwIfAborted();
+      signal.throwIfAborted();
     } catch (error) {
       // The client is gone (the pool cancelled the job) or the stream failed: stop the app's stream too.
       await reader!.cancel(error).catch(() => {});
       throw error;
     } finally {
-      progress.signal?.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", onAbort);
     }
-    return { bytes: chunked ? CHUNKED_END.slice() : NOTHING.slice(), status, workerId, close };
+    const last = chunked ? CHUNKED_END.slice() : NOTHING.slice();
+    if (!completion?.wanted) return { bytes: last, status, workerId, close };
+    // The app waits for its completion: the end goes out as a part too, and is acknowledged once written.
+    if (last.length > 0) await progress.emit({ kind: "chunk", bytes: last } satisfies StreamPart, [last.buffer]);
+    await progress.flush();
+    return { bytes: NOTHING.slice(), status, workerId, close };
   }
 }

@@ -7,8 +7,8 @@
  */
 import { join } from "node:path";
 import { errorResponse, HttpError, parseRequest, serializeResponse } from "../http/mod.ts";
-import type { JobProgress } from "../pool/worker.ts";
-import { type App, isApp, toRequest, writeResponse } from "./fetch.ts";
+import type { JobProgress } from "../pool/run_jobs.ts";
+import { type App, Completion, isApp, type ServeInfo, toRequest, writeResponse } from "./fetch.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "./mod.ts";
 import { NOT_FOUND, type Pages, type Route, route as builtInRoute } from "./routes.ts";
 import { serveStatic, type StaticOptions } from "./static.ts";
@@ -85,7 +85,8 @@ export async function setupWorker(data: HandlerData, route: Route = builtInRoute
  * const state = await setupWorker({ root, limits: DEFAULT_LIMITS, dotfiles: false, dirListing: false, cacheControl: "no-cache" });
  * const bytes = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
  * const job = { bytes, close: false, remote: { hostname: "127.0.0.1", port: 1 } };
- * const result = await handleJob(job, 0, state, { emit: () => Promise.resolve() });
+ * const progress = { emit: () => Promise.resolve(), flush: () => Promise.resolve(), signal: new AbortController().signal };
+ * const result = await handleJob(job, 0, state, progress);
  * assert.equal(result.status, 200);
  * ```
  */
@@ -106,14 +107,21 @@ export async function handleJob(
   if (state.app) {
     let fetchRequest;
     try {
-      fetchRequest = toRequest(request);
+      fetchRequest = toRequest(request, progress);
     } catch {
       return { bytes: errorResponse(400), status: 400, workerId, close: true };
     }
-    const info = { remoteAddr: { transport: "tcp" as const, ...job.remote }, workerId };
-    const response = await state.app.fetch(fetchRequest, info);
-    if (!(response instanceof Response)) throw new TypeError("The app's fetch did not return a Response");
-    return await writeResponse(response, exchange, progress);
+    const info = new Info(job.remote, workerId);
+    try {
+      const response = await state.app.fetch(fetchRequest, info);
+      if (!(response instanceof Response)) throw new TypeError("The app's fetch did not return a Response");
+      // Only Deno.upgradeWebSocket makes a 101 Response; this server does not serve WebSockets yet.
+      if (response.status === 101) return upgradeRefused(workerId);
+      return await writeResponse(response, exchange, progress, info.completion);
+    } finally {
+      // The exchange is over, however it ended.
+      info.completion.resolve();
+    }
   }
 
   const answer = state.route(request, state.pages) ?? await serveStatic(request, state.statics) ??
@@ -128,4 +136,33 @@ export async function handleJob(
     keepAlive: request.version === "HTTP/1.0",
   });
   return { bytes, status: answer.status, workerId, close: job.close, file: head ? undefined : file };
+}
+
+const UPGRADE_REFUSED = new TextEncoder().encode("WebSocket upgrades are not supported by this server\n");
+
+// The answer to an app that called Deno.upgradeWebSocket: 501, and the main thread logs why.
+function upgradeRefused(workerId: number): HandlerResult {
+  const bytes = serializeResponse({
+    status: 501,
+    headers: [["Content-Type", "text/plain; charset=utf-8"]],
+    body: UPGRADE_REFUSED,
+    close: true,
+  });
+  return { bytes, status: 501, workerId, close: true, upgradeRefused: true };
+}
+
+// The `info` an app's fetch gets. `completed` is made when the app first asks for it: most never do.
+class Info implements ServeInfo {
+  readonly remoteAddr: ServeInfo["remoteAddr"];
+  readonly workerId: number;
+  readonly completion = new Completion();
+
+  constructor(remote: HandlerJob["remote"], workerId: number) {
+    this.remoteAddr = { transport: "tcp", hostname: remote.hostname, port: remote.port };
+    this.workerId = workerId;
+  }
+
+  get completed(): Promise<void> {
+    return this.completion.promise;
+  }
 }

@@ -59,6 +59,8 @@ export interface HandlerResult {
   close: boolean;
   /** When set, these bytes of a file follow `bytes` on the wire; the main thread sends them. */
   file?: FileBody;
+  /** The app asked for a WebSocket upgrade, which is not served: the response is a 501. */
+  upgradeRefused?: boolean;
 }
 
 /** Start-up data for each worker. */

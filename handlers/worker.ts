@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { runJobs } from "../pool/worker.ts";
+import { runJobs } from "../pool/run_jobs.ts";
 import { HANDLER_CODEC } from "./codec.ts";
 import { handleJob, setupWorker, type WorkerState } from "./job.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "./mod.ts";

@@ -1,19 +1,19 @@
 // Messages between the pool (main thread) and its workers, in one place. Jobs
 // are named by their position in the shared queue (`seq`).
-import type { QueueBuffers } from "./_shared.ts";
+import type { QueueBuffers } from "./_channel.ts";
 
 /**
  * Pool to worker: the worker's identity, its start-up data, and the shared
- * memory it works through. Sent once, first. `worker` is unique to this
+ * memory it works through. Sent once, first. `number` is unique to this
  * worker among all the pool has started (a replacement gets a new one).
  */
 export interface InitMessage {
   type: "init";
   id: number;
-  worker: number;
+  number: number;
   data: unknown;
   queue: QueueBuffers;
-  running: SharedArrayBuffer;
+  block: SharedArrayBuffer;
 }
 
 /** Pool to worker: the payload of the job at `seq`, which the worker asked for; absent when it was cancelled. */
@@ -25,10 +25,18 @@ export interface AckMessage {
   seq: number;
 }
 
-/** Pool to worker: nobody wants job `seq`'s output any more; its next `emit` rejects. */
-export interface CancelMessage {
-  type: "cancel";
+/**
+ * Pool to worker: stop job `seq`. `cancel`: its caller no longer wants it
+ * (its signal aborts with an `AbortError`, its next `emit` rejects), and
+ * its outcome is still sent. `timeout` and `drop`: the pool has failed it
+ * already (it ran past its timeout, or its caller's `onProgress` threw), so
+ * its signal aborts (with a `TimeoutError` for a timeout), its outcome is
+ * dropped, and its room is free at once.
+ */
+export interface AbortMessage {
+  type: "abort";
   seq: number;
+  kind: "cancel" | "timeout" | "drop";
 }
 
 /** Pool to worker: finish up and exit. */
@@ -86,7 +94,7 @@ export interface SerializedError {
   stack?: string;
 }
 
-export type ToWorker = InitMessage | JobMessage | AckMessage | CancelMessage | StopMessage;
+export type ToWorker = InitMessage | JobMessage | AckMessage | AbortMessage | StopMessage;
 export type FromWorker =
   | LoadedMessage
   | ReadyMessage
@@ -99,4 +107,12 @@ export type FromWorker =
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
   return { name: "Error", message: String(error) };
+}
+
+/** An error from a worker, rebuilt in the main thread with its name, message and stack. */
+export function deserializeError(error: SerializedError): Error {
+  const out = new Error(error.message);
+  out.name = error.name;
+  if (error.stack) out.stack = error.stack;
+  return out;
 }

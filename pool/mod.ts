@@ -3,6 +3,7 @@
  *
  * The main thread creates a {@linkcode ThreadPool} with a worker module; the
  * worker module calls {@linkcode runJobs} with the function that does a job.
+ * Each worker runs up to `concurrency` jobs at once (1 by default).
  *
  * @example
  * ```ts
@@ -16,5 +17,6 @@
  * @module
  */
 export * from "./thread_pool.ts";
-export * from "./worker.ts";
+export * from "./run_jobs.ts";
 export * from "./codec.ts";
+export * from "./errors.ts";

@@ -2,28 +2,32 @@
  * A fixed-size pool of module Web Workers fed from one shared queue, after the
  * `ThreadPool` of the book's web server chapter.
  *
- * Theory of operation: every job enters one FIFO queue in shared memory
- * (`_shared.ts`), and each worker takes the oldest job whenever it is free,
- * as the book's workers take jobs from one channel. A job therefore never
- * waits behind a busy worker while another is idle, and a busy pool needs no
- * round trip per job: a worker goes from one job to the next on its own, and
- * the main thread collects many results per wake-up.
+ * Theory of operation: every job enters one queue (`_channel.ts`), and each
+ * worker takes the oldest job whenever its event loop is free and it runs
+ * fewer than `concurrency` jobs, as the book's workers take jobs from one
+ * channel. A job therefore never waits behind a busy worker while another
+ * is free, and a job that blocks its thread holds only that worker.
  *
- * With a {@linkcode PoolCodec}, jobs and results travel as bytes in shared
- * memory; without one (or when too large), the queue carries only the job's
- * place and the payloads travel by `postMessage`. Progress, cancellation and
- * errors always travel by message. When the queue's memory is full, jobs wait
- * in a list in the main thread, in order.
- *
- * A worker that dies, or whose job runs past its timeout, is terminated and
- * replaced under the same id, and its job is rejected. Closing lets the queue
- * drain, then stops the workers one by one.
+ * This file keeps the jobs (`Task`s): it puts them in the channel, settles
+ * them from the replies, relays progress and cancellation, enforces
+ * timeouts, and replaces workers that die or get stuck. Each thread's life
+ * is in `_worker.ts`; how jobs and replies cross between threads, and who
+ * is woken for which job, is in `_channel.ts`.
  *
  * @module
  */
-import type { FromWorker, SerializedError, ToWorker } from "./_messages.ts";
-import { JobQueue, ReplyRing, RunningJob } from "./_shared.ts";
+import { type JobChannel, SharedChannel } from "./_channel.ts";
+import { deserializeError, type FromWorker, type ProgressMessage, type ToWorker } from "./_messages.ts";
+import { Worker } from "./_worker.ts";
 import type { PoolCodec } from "./codec.ts";
+import {
+  JobTimeoutError,
+  PoolClosedError,
+  QueueFullError,
+  WorkerCrashError,
+  WorkerStartError,
+  WorkerStuckError,
+} from "./errors.ts";
 
 /**
  * Options for {@linkcode ThreadPool}; each default is in {@linkcode DEFAULT_POOL_OPTIONS}.
@@ -51,6 +55,15 @@ export interface ThreadPoolOptions<Job = unknown, Result = unknown> {
    */
   name?: string;
   /**
+   * The most jobs one worker runs at once (piscina's
+   * `concurrentTasksPerWorker`). With 1, a worker runs one job at a time, as
+   * a thread does in the book. Higher suits jobs that await (I/O, timers):
+   * while one awaits, the worker's thread runs the others. A job that blocks
+   * the thread still holds its worker, and the others it holds wait with it.
+   * @default {1}
+   */
+  concurrency?: number;
+  /**
    * Most jobs that may wait for a worker; past it {@linkcode ThreadPool.execute}
    * rejects at once with {@linkcode QueueFullError}.
    * @default {Infinity}
@@ -70,14 +83,16 @@ export interface ThreadPoolOptions<Job = unknown, Result = unknown> {
    */
   onWorkerStop?: (id: number) => void;
   /**
-   * Called when a worker dies or times out and is replaced.
+   * Called when a worker dies, fails to start again, or gets stuck, and is
+   * replaced; `reason` says which ({@linkcode WorkerCrashError},
+   * {@linkcode WorkerStartError}, {@linkcode WorkerStuckError}).
    * @default {() => {}}
    */
   onWorkerReplaced?: (id: number, reason: Error) => void;
 }
 
-// The options with every default filled in; only the codec may stay absent.
-type ResolvedOptions<Job, Result> =
+/** {@linkcode ThreadPoolOptions} with every default filled in; only the codec may stay absent. */
+export type ResolvedPoolOptions<Job = unknown, Result = unknown> =
   & Required<Omit<ThreadPoolOptions<Job, Result>, "codec">>
   & Pick<ThreadPoolOptions<Job, Result>, "codec">;
 
@@ -96,24 +111,29 @@ export interface ExecuteOptions {
   /** Objects whose ownership moves to the worker with the job, when it travels by message. */
   transfer?: Transferable[];
   /**
-   * Milliseconds the job may run once a worker has taken it; past that the
-   * worker is terminated and replaced, and the job rejects with
-   * {@linkcode JobTimeoutError}. Checked a few times a second, so it may
-   * fire up to about a tenth of a second late. The clock is paused while `onProgress` holds
-   * unacknowledged messages, and starts afresh when they are all
-   * acknowledged. No limit when absent.
+   * Milliseconds the job may run once a worker has taken it. Past that the
+   * job rejects with {@linkcode JobTimeoutError}, its `progress.signal`
+   * aborts, and its worker drops it and takes other jobs. If the worker's
+   * event loop has not turned for as long as the timeouts of all the jobs it
+   * holds (synchronous code that does not end), the worker is replaced and
+   * its other jobs reject with {@linkcode WorkerStuckError}. Checked a few
+   * times a second, so it may fire up to about a tenth of a second late. The
+   * clock is paused while `onProgress` holds unacknowledged messages, and
+   * starts afresh when they are all acknowledged. No limit when absent.
    */
   timeout?: number;
   /**
    * Receives what the job sends with `progress.emit`, in order, before the
    * result. Call `ack` once `data` is consumed: the worker waits when too
-   * many messages are unacknowledged. Call `cancel` to cancel the job, as
-   * `signal` would, once its output is no longer wanted.
+   * many messages are unacknowledged, and `progress.flush()` resolves when
+   * all are. Call `cancel` to cancel the job, as `signal` would. If it
+   * throws, the job rejects with that error at once and its worker drops it.
    */
   onProgress?: (data: unknown, ack: () => void, cancel: () => void) => void;
   /**
    * Cancels the job: a queued job is dropped and rejects with the signal's
-   * reason; a running job's next `progress.emit` rejects, so it can stop.
+   * reason; a running job's `progress.signal` aborts and its next `emit`
+   * rejects, so it can stop, and it settles as it ends.
    */
   signal?: AbortSignal;
 }
@@ -125,123 +145,80 @@ export interface ExecuteOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { DEFAULT_POOL_OPTIONS } from "./thread_pool.ts";
- * assert.equal(DEFAULT_POOL_OPTIONS.name, "worker");
+ * assert.equal(DEFAULT_POOL_OPTIONS.concurrency, 1);
  * ```
  */
-export const DEFAULT_POOL_OPTIONS: Readonly<ResolvedOptions<unknown, unknown>> = Object.freeze({
+export const DEFAULT_POOL_OPTIONS: Readonly<ResolvedPoolOptions<unknown, unknown>> = Object.freeze({
   data: undefined,
   codec: undefined,
   name: "worker",
+  concurrency: 1,
   maxQueue: Infinity,
   onWorkerStop: () => {},
   onWorkerReplaced: () => {},
 });
 
-/** A job that ran past its timeout; its worker was replaced. */
-export class JobTimeoutError extends Error {
-  /**
-   * @example
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { JobTimeoutError } from "./thread_pool.ts";
-   * assert.ok(new JobTimeoutError(100).name === "JobTimeoutError");
-   * ```
-   */
-  constructor(ms: number) {
-    super(`Job timed out after ${ms} ms`);
-    this.name = "JobTimeoutError";
-  }
-}
-
-/** The queue already holds `maxQueue` jobs; the job was not queued. */
-export class QueueFullError extends Error {
-  /**
-   * @example
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { QueueFullError } from "./thread_pool.ts";
-   * assert.equal(new QueueFullError(8).message, "Cannot queue job: 8 jobs are already waiting");
-   * ```
-   */
-  constructor(maxQueue: number) {
-    super(`Cannot queue job: ${maxQueue} jobs are already waiting`);
-    this.name = "QueueFullError";
-  }
-}
-
-/** A worker that died while running a job; it was replaced. */
-export class WorkerCrashError extends Error {
-  /**
-   * @example
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { WorkerCrashError } from "./thread_pool.ts";
-   * assert.ok(new WorkerCrashError(0, "boom").message === "Worker 0 crashed: boom");
-   * ```
-   */
-  constructor(id: number, detail: string) {
-    super(`Worker ${id} crashed: ${detail}`);
-    this.name = "WorkerCrashError";
-  }
-}
+/** The most jobs one worker may run at once: each takes a slot in its shared block. */
+export const MAX_CONCURRENCY = 65_536;
 
 // After a replacement worker fails to start, wait this long before trying again.
 const RESPAWN_DELAY_MS = 1000;
-// How often the pool checks running jobs against their timeouts, terminated workers
-// for jobs they left, and the queue for jobs no woken worker took.
+// How often the pool checks for jobs nobody took, timeouts, stuck workers and dead workers' leftovers.
 const SWEEP_MS = 50;
+// A worker is stuck only after this long without a heartbeat, whatever its jobs' timeouts:
+// a few heartbeats, so a thread the system merely paused is not mistaken for one.
+const MIN_STALL_MS = 200;
 // After a worker is terminated, wait this long (it stops within microseconds)
-// before settling jobs it may have claimed in its last moments.
+// before settling jobs it may have claimed in its last moments...
 const REAP_DELAY_MS = 100;
-// And keep checking it this long: a thread the system left waiting midway through
+// ...and keep checking it this long: a thread the system left waiting midway through
 // a claim may still complete it after that.
 const REAP_WINDOW_MS = 5000;
 
+// One job, from execute() until it settles.
+class Task {
+  readonly job: unknown;
+  readonly options: ExecuteOptions;
+  // Its position in the shared queue, once it is there.
+  pos: number | undefined;
+  // The worker seen holding it, and when it was first seen there (for the timeout).
+  owner: Worker | undefined;
+  startedAt: number | undefined;
+  // Progress messages handed to onProgress and not yet acknowledged.
+  unacked = 0;
+  readonly #settle: PromiseWithResolvers<unknown>;
+  // The tasks sharing its signal, which it leaves once settled.
+  readonly #sharing: Set<Task> | undefined;
+
+  constructor(job: unknown, options: ExecuteOptions, settle: PromiseWithResolvers<unknown>, sharing?: Set<Task>) {
+    this.job = job;
+    this.options = options;
+    this.#settle = settle;
+    this.#sharing = sharing;
+    sharing?.add(this);
+  }
+
+  resolve(result: unknown): void {
+    this.#sharing?.delete(this);
+    this.#settle.resolve(result);
+  }
+
+  reject(error: Error): void {
+    this.#sharing?.delete(this);
+    this.#settle.reject(error);
+  }
+}
+
 // A terminated worker still checked for jobs it claimed, from `from` to `until`.
 interface DeadWorker {
-  slot: Slot;
+  worker: Worker;
   reason: Error;
   from: number;
   until: number;
-  // The position it was seen half-claiming at the previous check, if any.
-  halfClaimed?: number;
 }
 
-interface Task {
-  job: unknown;
-  options: ExecuteOptions;
-  // Its position in the shared queue, once it is there.
-  pos?: number;
-  // When a worker was first seen running it, for the timeout.
-  startedAt?: number;
-  // Progress messages handed to onProgress and not yet acknowledged.
-  unacked?: number;
-  // onProgress threw: the job has been rejected, and only waits for its worker to be free.
-  failed?: boolean;
-  resolve(result: unknown): void;
-  reject(error: Error): void;
-}
-
-// The pool's private record of one thread: the book's `Worker`.
-interface Slot {
-  id: number;
-  // Unique among all workers this pool has started; cells taken by this worker carry it.
-  number: number;
-  worker: Worker;
-  ready: boolean;
-  // Whether the worker was sent its `init` (it asks once its module has loaded).
-  initSent: boolean;
-  dead: boolean;
-  running: RunningJob;
-  replies: ReplyRing;
-  stopped: (() => void) | undefined;
-}
-
-function jobError(error: SerializedError): Error {
-  const out = new Error(error.message);
-  out.name = error.name;
-  if (error.stack) out.stack = error.stack;
-  return out;
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 /**
@@ -263,41 +240,39 @@ function jobError(error: SerializedError): Error {
  */
 export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposable {
   readonly #url: URL;
-  readonly #options: ResolvedOptions<Job, Result>;
-  readonly #slots: Slot[] = [];
-  readonly #queue = new JobQueue();
+  readonly #options: ResolvedPoolOptions<Job, Result>;
+  readonly #channel: JobChannel = new SharedChannel();
+  readonly #workers: Worker[] = [];
+  readonly #byNumber = new Map<number, Worker>();
+  readonly #signals = new WeakMap<AbortSignal, Set<Task>>();
   // Jobs in the shared queue or running, by position.
-  readonly #inQueue = new Map<number, Task>();
+  readonly #tasks = new Map<number, Task>();
   // Jobs waiting for room in the shared queue, oldest first, from #waitingHead on.
   #waiting: Task[] = [];
   #waitingHead = 0;
-  #workerNumbers = 0;
+  #ready = Promise.withResolvers<void>();
+  #started = false;
+  #broken: Error | undefined;
   #closing: Promise<void> | undefined;
   #closed = false;
   #drained: (() => void) | undefined;
-  #readyCount = 0;
-  #broken: Error | undefined;
-  #started = false;
-  #ready: PromiseWithResolvers<void> = Promise.withResolvers();
+  #dead: DeadWorker[] = [];
+  #wakePending = false;
+  // The queue's head at the last sweep.
+  #lastHead = -1;
   readonly #sweep: ReturnType<typeof setInterval>;
   // Timers for respawning workers that failed to start; cleared on close.
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
-  #dead: DeadWorker[] = [];
-  // Tasks in #inQueue already rejected (their onProgress threw), waiting for their worker.
-  #failedTasks = 0;
-  #wakePending = false;
-  // The queue's head at the last timeout sweep.
-  #lastHead = -1;
   // Lets the reply loop yield to the event loop between busy rounds.
-  readonly #yield: MessageChannel;
+  readonly #yield = new MessageChannel();
 
   /**
    * Starts `size` workers running `url`.
    *
    * @param size How many workers; a positive integer.
-   * @param url The worker module, which calls `runJobs` from `pool/worker.ts`.
+   * @param url The worker module, which calls `runJobs` from `pool/run_jobs.ts`.
    * @param options See {@linkcode ThreadPoolOptions}.
-   * @throws {RangeError} When `size` is not a positive integer.
+   * @throws {RangeError} When `size`, `concurrency` or `maxQueue` is out of range.
    * @throws {TypeError} When `url` is not a URL or string.
    * @throws {DOMException} A `DataCloneError` when `options.data` cannot be structured-cloned.
    */
@@ -309,8 +284,13 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       throw new TypeError(`Cannot create pool: url must be a URL or string, got ${typeof url}`);
     }
     this.#url = new URL(url);
-    this.#options = { ...DEFAULT_POOL_OPTIONS, ...options } as ResolvedOptions<Job, Result>;
-    const { maxQueue } = this.#options;
+    this.#options = { ...DEFAULT_POOL_OPTIONS, ...options } as ResolvedPoolOptions<Job, Result>;
+    const { maxQueue, concurrency } = this.#options;
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
+      throw new RangeError(
+        `Cannot create pool: concurrency must be an integer from 1 to ${MAX_CONCURRENCY}, got ${concurrency}`,
+      );
+    }
     if (maxQueue !== Infinity && (!Number.isInteger(maxQueue) || maxQueue < 0)) {
       throw new RangeError(`Cannot create pool: maxQueue must be a non-negative integer, got ${maxQueue}`);
     }
@@ -318,92 +298,76 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     structuredClone(this.#options.data);
     // A failed start-up is reported through `ready`; this keeps it from being unhandled.
     this.#ready.promise.catch(() => {});
-    this.#yield = new MessageChannel();
-    for (let id = 0; id < size; id++) this.#slots.push(this.#spawn(id));
+    for (let id = 0; id < size; id++) this.#workers.push(this.#spawn(id));
     this.#sweep = setInterval(() => this.#sweepOnce(), SWEEP_MS);
     this.#collect();
   }
 
   /** The number of workers. */
   get size(): number {
-    return this.#slots.length;
+    return this.#workers.length;
+  }
+
+  /** The most jobs one worker runs at once. */
+  get concurrency(): number {
+    return this.#options.concurrency;
   }
 
   /** Jobs waiting for a worker. */
   get queued(): number {
-    return this.#waiting.length - this.#waitingHead + this.#queue.unclaimed;
+    return this.#waiting.length - this.#waitingHead + this.#channel.unclaimed;
   }
 
   /** Workers alive and ready, busy or idle; equal to `size` except while one is being replaced. */
   get readyWorkers(): number {
-    return this.#slots.filter((slot) => slot.ready).length;
+    return this.#workers.filter((worker) => worker.state === "ready").length;
   }
 
-  /** Resolves when every worker has started; rejects when one fails to start. */
+  /** Resolves when every worker has started; rejects with {@linkcode WorkerStartError} when one cannot. */
   get ready(): Promise<void> {
     return this.#ready.promise;
   }
 
   /**
-   * Queues a job; the first free worker takes it.
+   * Queues a job; a worker with room takes it, an idle one first.
    *
    * @returns The worker's result. Rejects with the handler's error, with
-   *   {@linkcode JobTimeoutError}, with {@linkcode WorkerCrashError}, with
-   *   {@linkcode QueueFullError}, or when the pool is closing.
+   *   {@linkcode JobTimeoutError}, {@linkcode WorkerCrashError},
+   *   {@linkcode WorkerStuckError}, {@linkcode QueueFullError}, the signal's
+   *   reason, {@linkcode WorkerStartError} when the pool never started, or
+   *   {@linkcode PoolClosedError}.
    */
   execute(job: Job, options: ExecuteOptions = {}): Promise<Result> {
-    if (this.#closing) return Promise.reject(new Error("Cannot execute job: pool is closed"));
+    if (this.#closing) return Promise.reject(new PoolClosedError());
     if (this.#broken) return Promise.reject(this.#broken);
-    // A job that a waiting worker takes at once never waits, so it does not count against the bound.
+    // A job that a parked worker takes at once never waits, so it does not count against the bound.
     const queued = this.queued;
-    if (queued >= this.#options.maxQueue && queued >= this.#options.maxQueue + this.#sleepingWorkers()) {
-      return Promise.reject(new QueueFullError(this.#options.maxQueue));
+    const { maxQueue } = this.#options;
+    if (queued >= maxQueue && queued >= maxQueue + this.#channel.parkedRoom()) {
+      return Promise.reject(new QueueFullError(maxQueue));
     }
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const { promise, resolve, reject } = Promise.withResolvers<Result>();
-    const task: Task = { job, options, resolve: resolve as (r: unknown) => void, reject };
-    if (signal) {
-      const onAbort = () => this.#cancel(task, signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      task.resolve = (result) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(result as Result);
-      };
-      task.reject = (error) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      };
-    }
+    const settle = Promise.withResolvers<unknown>();
+    const task = new Task(job, options, settle, signal && this.#sharing(signal));
     // Jobs already waiting go first; the queue may have room for them by now.
     if (this.#waitingHead < this.#waiting.length) this.#pump();
     if (this.#waitingHead < this.#waiting.length || !this.#enqueue(task)) this.#waiting.push(task);
-    return promise;
+    return settle.promise as Promise<Result>;
   }
 
-  // Workers waiting for a job, among those alive.
-  #sleepingWorkers(): number {
-    let count = 0;
-    for (const slot of this.#slots) if (!slot.dead && slot.running.sleeping) count++;
-    return count;
-  }
-
-  // Wakes as many sleeping workers as there are new jobs, once for all the jobs queued in
-  // this turn of the event loop. A worker terminated while it slept may still be
-  // registered as waiting until its thread is gone, and a wake may go to it: one more
-  // wake for each such worker.
-  #scheduleWake(): void {
-    if (this.#wakePending) return;
-    this.#wakePending = true;
-    queueMicrotask(() => {
-      this.#wakePending = false;
-      this.#wake();
-    });
-  }
-
-  #wake(): void {
-    const sleeping = this.#sleepingWorkers();
-    if (sleeping > 0) this.#queue.wakeWorkers(Math.min(sleeping, this.#queue.unclaimed) + this.#dead.length);
+  // The tasks carrying `signal`. A signal gets one listener however many jobs carry it (a
+  // connection's, say), which cancels those still outstanding when it aborts.
+  #sharing(signal: AbortSignal): Set<Task> {
+    let tasks = this.#signals.get(signal);
+    if (!tasks) {
+      const sharing = tasks = new Set<Task>();
+      this.#signals.set(signal, sharing);
+      signal.addEventListener("abort", () => {
+        for (const task of [...sharing]) this.#cancel(task, signal.reason);
+      }, { once: true });
+    }
+    return tasks;
   }
 
   /**
@@ -422,83 +386,54 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
 
   async #shutdown(): Promise<void> {
     if (this.#busy()) await new Promise<void>((resolve) => this.#drained = resolve);
-    for (const slot of this.#slots) {
-      this.#tell(() => this.#options.onWorkerStop(slot.id));
-      if (slot.ready) {
-        const stopped = new Promise<void>((resolve) => slot.stopped = resolve);
-        slot.worker.postMessage({ type: "stop" } satisfies ToWorker);
-        // A worker that does not confirm within a second is terminated anyway.
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([stopped, new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
-        clearTimeout(timer);
-      }
-      slot.worker.terminate();
+    for (const worker of this.#workers) {
+      this.#tell(() => this.#options.onWorkerStop(worker.id));
+      await worker.stop();
+      this.#channel.close(worker.port);
     }
     clearInterval(this.#sweep);
     for (const timer of this.#timers) clearTimeout(timer);
     this.#closed = true;
-    this.#queue.signalReply(); // ends the reply loop's wait
+    this.#channel.interrupt(); // ends the reply loop's wait
     this.#yield.port1.close();
     this.#yield.port2.close();
   }
 
-  // Whether a job is queued or running that close() should wait for. One already rejected
-  // is not waited for: close() stops its worker as it stops the others.
+  // Whether a job is queued or running that close() should wait for.
   #busy(): boolean {
-    return this.#inQueue.size > this.#failedTasks || this.#waitingHead < this.#waiting.length;
+    return this.#tasks.size > 0 || this.#waitingHead < this.#waiting.length;
   }
 
-  // Takes the job at `pos` out of the jobs in the queue or running, and returns it.
-  #remove(pos: number): Task | undefined {
-    const task = this.#inQueue.get(pos);
-    if (!task) return undefined;
-    this.#inQueue.delete(pos);
-    if (task.failed) this.#failedTasks--;
-    return task;
-  }
-
-  #spawn(id: number): Slot {
-    const worker = new Worker(this.#url, { type: "module", name: `${this.#options.name}-${id}` });
-    const running = new RunningJob();
-    const slot: Slot = {
-      id,
-      number: this.#workerNumbers++,
-      worker,
-      ready: false,
-      initSent: false,
-      dead: false,
-      running,
-      replies: new ReplyRing(running.buffer),
-      stopped: undefined,
-    };
-    worker.onmessage = (event: MessageEvent<FromWorker>) => this.#onMessage(slot, event.data);
-    worker.onerror = (event: ErrorEvent) => {
-      // Keep the error from reaching the main thread's global scope, which would end the process.
-      event.preventDefault();
-      this.#onCrash(slot, event.message ?? "uncaught error");
-    };
-    worker.onmessageerror = () => this.#onCrash(slot, "a message could not be deserialized");
-    return slot;
-  }
-
-  // Sends a worker its identity, data and shared memory, once its module listens.
-  #init(slot: Slot): void {
-    try {
-      slot.worker.postMessage(
-        {
-          type: "init",
-          id: slot.id,
-          worker: slot.number,
-          data: this.#options.data,
-          queue: this.#queue.buffers,
-          running: slot.running.buffer,
-        } satisfies ToWorker,
-      );
-    } catch (error) {
-      // It cannot be told who it is (the constructor checked that the data clones): it is
-      // replaced as if it had crashed, rather than the error escaping from a message handler.
-      this.#replace(slot, error instanceof Error ? error : new Error(String(error)));
+  #checkDrained(): void {
+    if (this.#drained && !this.#busy()) {
+      this.#drained();
+      this.#drained = undefined;
     }
+  }
+
+  #spawn(id: number): Worker {
+    const port = this.#channel.open(this.#options.concurrency);
+    const worker = new Worker(id, this.#url, this.#options.name, port, {
+      data: this.#options.data,
+      queue: this.#channel.buffers,
+    }, {
+      message: (from, message) => this.#onMessage(from, message),
+      ready: () => {
+        if (!this.#started && this.#workers.every((w) => w.state === "ready")) {
+          this.#started = true;
+          this.#ready.resolve();
+        }
+        this.#scheduleWake();
+      },
+      failed: (from, detail) => {
+        const reason = from.state === "starting"
+          ? new WorkerStartError(from.id, detail)
+          : new WorkerCrashError(from.id, detail);
+        this.#replace(from, reason);
+      },
+    });
+    this.#byNumber.set(port.number, worker);
+    return worker;
   }
 
   // Puts a job in the shared queue; false when the queue has no room now.
@@ -507,17 +442,17 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     let pos: number;
     try {
       const size = codec ? codec.jobSize(task.job as Job) : -1;
-      pos = size >= 0 && size <= JobQueue.maxInline
-        ? this.#queue.publishWith(size, (into) => codec!.writeJob(task.job as Job, into))
-        : this.#queue.publishWith(-1);
+      pos = size >= 0 && size <= SharedChannel.maxInline
+        ? this.#channel.put(size, (into) => codec!.writeJob(task.job as Job, into))
+        : this.#channel.put(-1);
     } catch (error) {
       // The job could not be encoded: it fails alone.
-      task.reject(error instanceof Error ? error : new Error(String(error)));
+      task.reject(asError(error));
       return true;
     }
     if (pos === -1) return false;
     task.pos = pos;
-    this.#inQueue.set(pos, task);
+    this.#tasks.set(pos, task);
     this.#scheduleWake();
     return true;
   }
@@ -537,12 +472,22 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     }
   }
 
+  // Wakes workers once for all the jobs queued in this turn of the event loop.
+  #scheduleWake(): void {
+    if (this.#wakePending) return;
+    this.#wakePending = true;
+    queueMicrotask(() => {
+      this.#wakePending = false;
+      this.#channel.wake();
+    });
+  }
+
   // The main thread's side of the reply rings: collect every reply, then wait for the next.
   async #collect(): Promise<void> {
     while (!this.#closed) {
-      const seen = this.#queue.replySignal();
+      const seen = this.#channel.replySignal();
       this.#readReplies();
-      const wait = this.#queue.waitForReply(seen);
+      const wait = this.#channel.waitForReply(seen);
       if (wait) {
         await wait;
       } else {
@@ -556,209 +501,239 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   }
 
   #readReplies(): void {
-    for (const slot of this.#slots) slot.replies.read(this.#onReply);
+    this.#channel.takeReplies(this.#onReply);
     this.#pump();
     this.#checkDrained();
   }
 
-  readonly #onReply = (pos: number, _kind: number, bytes: Uint8Array): void => {
+  readonly #onReply = (number: number, pos: number, bytes: Uint8Array): void => {
+    const worker = this.#byNumber.get(number);
+    if (worker) worker.served++;
     const task = this.#remove(pos);
     if (!task) return;
     let result: Result;
     try {
       result = this.#options.codec!.readResult(bytes);
     } catch (error) {
-      task.reject(error instanceof Error ? error : new Error(String(error)));
+      task.reject(asError(error));
       return;
     }
     task.resolve(result);
   };
 
-  #onMessage(slot: Slot, message: FromWorker): void {
-    // A replaced worker's last result still counts if its job has not been settled.
-    if (this.#slots[slot.id] !== slot && message.type !== "result") return;
+  #onMessage(worker: Worker, message: FromWorker): void {
     switch (message.type) {
-      case "loaded":
-        // Only the first: a module that called runJobs twice gets one identity.
-        if (slot.initSent) break;
-        slot.initSent = true;
-        this.#init(slot);
-        break;
-      case "ready":
-        if (slot.ready) break;
-        slot.ready = true;
-        if (++this.#readyCount === this.size && !this.#started) {
-          this.#started = true;
-          this.#ready.resolve();
-        }
-        break;
-      case "setup-failed":
-        this.#replace(slot, jobError(message.error));
-        break;
       case "want": {
-        const task = this.#inQueue.get(message.seq);
-        if (!task) {
-          slot.worker.postMessage({ type: "job", seq: message.seq, gone: true } satisfies ToWorker);
-          break;
-        }
-        try {
-          slot.worker.postMessage(
-            { type: "job", seq: message.seq, job: task.job } satisfies ToWorker,
-            task.options.transfer ?? [],
-          );
-        } catch (error) {
-          // The job could not be cloned: it fails, and the worker moves on.
-          this.#settle(message.seq, error instanceof Error ? error : new Error(String(error)));
-          slot.worker.postMessage({ type: "job", seq: message.seq, gone: true } satisfies ToWorker);
+        const task = this.#tasks.get(message.seq);
+        if (!task || !worker.post({ type: "job", seq: message.seq, job: task.job }, task.options.transfer)) {
+          // Settled already, or the job could not be cloned: then it fails, and the worker moves on.
+          if (task) this.#settle(message.seq, new DOMException("The job could not be cloned", "DataCloneError"));
+          worker.post({ type: "job", seq: message.seq, gone: true });
         }
         break;
       }
       case "result": {
         // Replies already in the ring come first, as the worker wrote them first.
         this.#readReplies();
+        worker.served++;
         const task = this.#remove(message.seq);
-        if (!task) return;
-        if (message.ok) task.resolve(message.result);
-        else task.reject(jobError(message.error));
+        if (task) {
+          if (message.ok) task.resolve(message.result);
+          else task.reject(deserializeError(message.error));
+        }
         this.#pump();
         this.#checkDrained();
         break;
       }
-      case "progress": {
-        const task = this.#inQueue.get(message.seq);
-        if (!task || task.failed) return;
-        const { onProgress } = task.options;
-        // While the consumer holds unacknowledged output, any wait is the consumer's, not the
-        // job's: the timeout is paused, and starts afresh once everything has been taken.
-        task.unacked = (task.unacked ?? 0) + 1;
-        let acked = false;
-        const ack = () => {
-          if (acked || task.failed || this.#slots[slot.id] !== slot || this.#inQueue.get(message.seq) !== task) return;
-          acked = true;
-          slot.worker.postMessage({ type: "ack", seq: message.seq } satisfies ToWorker);
-          if (--task.unacked! === 0) task.startedAt = performance.now();
-        };
-        if (!onProgress) {
-          ack();
-          break;
-        }
-        try {
-          onProgress(message.data, ack, () => this.#cancel(task, undefined));
-        } catch (error) {
-          // The consumer failed: the job fails with its error at once, and the worker is told
-          // to stop. The job stays counted until its worker is free, so its timeout still applies.
-          const reject = task.reject;
-          task.failed = true;
-          this.#failedTasks++;
-          task.resolve = task.reject = () => {};
-          task.startedAt = performance.now();
-          this.#cancel(task, undefined);
-          reject(error instanceof Error ? error : new Error(String(error)));
-          this.#checkDrained();
-        }
-        break;
-      }
-      case "stopped":
-        slot.stopped?.();
+      case "progress":
+        this.#onProgress(worker, message);
         break;
     }
+  }
+
+  #onProgress(worker: Worker, message: ProgressMessage): void {
+    const { seq } = message;
+    const task = this.#tasks.get(seq);
+    if (!task) return;
+    task.owner ??= worker;
+    // While the consumer holds unacknowledged output, any wait is the consumer's, not the
+    // job's: the timeout is paused, and starts afresh once everything has been taken.
+    task.unacked++;
+    let acked = false;
+    const ack = () => {
+      if (acked || this.#tasks.get(seq) !== task) return;
+      acked = true;
+      worker.post({ type: "ack", seq } satisfies ToWorker);
+      if (--task.unacked === 0) task.startedAt = performance.now();
+    };
+    const { onProgress } = task.options;
+    if (!onProgress) return ack();
+    try {
+      onProgress(message.data, ack, () => this.#cancel(task, undefined));
+    } catch (error) {
+      // The consumer failed: the job fails with its error at once, and its worker drops it.
+      this.#drop(task, asError(error), "drop");
+    }
+  }
+
+  // Takes the job at `pos` out of the jobs in the queue or running, and returns it.
+  #remove(pos: number): Task | undefined {
+    const task = this.#tasks.get(pos);
+    if (task) this.#tasks.delete(pos);
+    return task;
   }
 
   // Rejects the job at `pos` if it is still outstanding.
   #settle(pos: number, reason: Error): void {
     this.#remove(pos)?.reject(reason);
+    this.#checkDrained();
   }
 
-  // The periodic checks: a wake that did not act, terminated workers, timeouts.
+  // Fails a running job now and tells its worker to drop it. The worker keeps it
+  // on its list until it does, under the job's timeout, so a stuck thread is still found.
+  #drop(task: Task, reason: Error, kind: "timeout" | "drop"): void {
+    const pos = task.pos!;
+    const owner = task.owner ?? this.#ownerOf(pos);
+    this.#settle(pos, reason);
+    if (!owner) return;
+    owner.held.set(pos, task.options.timeout ?? Infinity);
+    owner.post({ type: "abort", seq: pos, kind });
+  }
+
+  #ownerOf(pos: number): Worker | undefined {
+    const port = this.#channel.ownerOf(pos);
+    return port && this.#byNumber.get(port.number);
+  }
+
+  #cancel(task: Task, reason: unknown): void {
+    const error = reason instanceof Error ? reason : new DOMException("The job was cancelled", "AbortError");
+    if (task.pos === undefined) {
+      const at = this.#waiting.indexOf(task, this.#waitingHead);
+      if (at === -1) return;
+      this.#waiting.splice(at, 1);
+      task.reject(error);
+      this.#checkDrained();
+      return;
+    }
+    const pos = task.pos;
+    if (this.#tasks.get(pos) !== task) return;
+    if (this.#channel.cancel(pos)) {
+      this.#settle(pos, error);
+      return;
+    }
+    // Running: its worker aborts its signal, and the job settles as it ends.
+    const owner = task.owner ?? this.#ownerOf(pos);
+    owner?.post({ type: "abort", seq: pos, kind: "cancel" });
+  }
+
+  // The periodic checks: a wake that did not act, dead workers' leftovers, stuck workers, timeouts.
   #sweepOnce(): void {
     const now = performance.now();
-    // A wake can be slow to act: a worker counted as sleeping may have its thread held
-    // (by a timer of the app, say). Jobs that no worker took since the last check get
-    // every sleeping worker woken.
-    const head = this.#queue.head;
-    if (this.#queue.unclaimed > 0 && head === this.#lastHead) {
-      this.#queue.wakeWorkers(this.#sleepingWorkers() + this.#dead.length);
-    }
+    // A ring can go to a worker whose thread is held (by a timer of the app, say): jobs
+    // nobody took since the last check get every parked worker rung.
+    const head = this.#channel.head;
+    if (this.#channel.unclaimed > 0 && head === this.#lastHead) this.#channel.wake(true);
     this.#lastHead = head;
     if (this.#dead.length > 0) {
       this.#dead = this.#dead.filter((dead) => {
         if (now >= dead.from) this.#reap(dead);
-        return now < dead.until;
+        if (now < dead.until) return true;
+        this.#channel.forget(dead.worker.port);
+        return false;
       });
     }
-    for (const slot of this.#slots) {
-      const pos = slot.ready ? slot.running.current : undefined;
-      if (pos === undefined) continue;
-      const task = this.#inQueue.get(pos);
-      const timeout = task?.options.timeout;
-      if (!task || timeout === undefined) continue;
-      task.startedAt ??= now;
-      if ((task.unacked && !task.failed) || now - task.startedAt < timeout) continue;
+    for (const worker of this.#workers) {
+      if (worker.state === "ready") this.#watch(worker, now);
+    }
+    for (const task of this.#tasks.values()) {
+      const { timeout } = task.options;
+      if (timeout === undefined || task.startedAt === undefined || task.unacked > 0) continue;
+      if (now - task.startedAt < timeout) continue;
       // It may have finished just now.
-      slot.replies.read(this.#onReply);
-      if (this.#inQueue.get(pos) === task) this.#replace(slot, new JobTimeoutError(timeout), pos);
+      this.#channel.takeReplies(this.#onReply);
+      if (this.#tasks.get(task.pos!) === task) this.#drop(task, new JobTimeoutError(timeout), "timeout");
     }
   }
 
-  #onCrash(slot: Slot, detail: string): void {
-    this.#replace(slot, new WorkerCrashError(slot.id, detail));
+  // Notes which jobs a worker holds and since when, and replaces it if its thread is stuck:
+  // its event loop has not turned for as long as the timeouts of all the jobs it holds.
+  #watch(worker: Worker, now: number): void {
+    const held = worker.inflight();
+    const stalled = worker.stalledFor(now);
+    let limit = 0;
+    for (const pos of held) {
+      const task = this.#tasks.get(pos);
+      if (task) {
+        task.owner ??= worker;
+        task.startedAt ??= now;
+        limit = Math.max(limit, task.options.timeout ?? Infinity);
+      } else {
+        limit = Math.max(limit, worker.held.get(pos) ?? 0);
+      }
+    }
+    if (worker.held.size > 0) {
+      const still = new Set(held);
+      for (const pos of worker.held.keys()) if (!still.has(pos)) worker.held.delete(pos);
+    }
+    if (held.length > 0 && stalled >= Math.max(limit, MIN_STALL_MS)) {
+      // Its jobs past their own timeout fail as timed out; the others because the worker is stuck.
+      for (const pos of held) {
+        const task = this.#tasks.get(pos);
+        const timeout = task?.options.timeout;
+        if (timeout !== undefined && now - task!.startedAt! >= timeout) this.#settle(pos, new JobTimeoutError(timeout));
+      }
+      this.#replace(worker, new WorkerStuckError(worker.id, stalled, held.length));
+    }
   }
 
-  // Terminates a worker that died, failed to start, or ran past a timeout (`timedOut` is
-  // then the position of the job that did), settles its jobs, and starts a replacement.
-  #replace(slot: Slot, reason: Error, timedOut?: number): void {
-    if (this.#slots[slot.id] !== slot || slot.dead) return;
-    slot.running.retire();
-    slot.worker.terminate();
-    slot.dead = true;
-    // Replies it wrote before it stopped stand; the job it was running fails. A worker that
-    // timed out may have moved on to another job in its last instant: that one fails too,
-    // as a crash, since it never had its chance.
-    slot.replies.read(this.#onReply);
-    if (timedOut !== undefined) this.#settle(timedOut, reason);
-    const orphaned = timedOut === undefined
-      ? reason
-      : new WorkerCrashError(slot.id, "stopped because its previous job timed out");
-    const current = slot.running.current;
-    if (current !== undefined) this.#settle(current, orphaned);
+  // Terminates a worker that died, failed to start, or got stuck, fails the jobs it
+  // held, and starts a replacement.
+  #replace(worker: Worker, reason: Error): void {
+    if (this.#workers[worker.id] !== worker || worker.state === "dead") return;
+    const wasStarting = worker.state === "starting";
+    worker.terminate();
+    this.#channel.close(worker.port);
+    this.#byNumber.delete(worker.number);
+    for (const pos of this.#channel.recover(worker.port, this.#onDeadReply(worker))) this.#settle(pos, reason);
     const now = performance.now();
-    this.#dead.push({ slot, reason: orphaned, from: now + REAP_DELAY_MS, until: now + REAP_WINDOW_MS });
-    if (!slot.ready && this.#started) {
-      // A replacement failed to start (a file briefly unreadable, say): try again shortly,
-      // while the other workers carry the load.
-      this.#tell(() => this.#options.onWorkerReplaced(slot.id, reason));
-      this.#later(RESPAWN_DELAY_MS, () => {
-        if (this.#slots[slot.id] === slot && !this.#closing) this.#slots[slot.id] = this.#spawn(slot.id);
-      });
-      this.#checkDrained();
-      return;
-    }
-    if (!slot.ready) {
+    this.#dead.push({ worker, reason, from: now + REAP_DELAY_MS, until: now + REAP_WINDOW_MS });
+    if (wasStarting && !this.#started) {
       // A worker that cannot even start would fail again: report it instead of looping,
       // and fail every job, since the pool will never be whole.
-      this.#broken = new Error(
-        `Cannot start worker ${slot.id}: ${reason.message.replace(/^Worker \d+ crashed: /, "")}`,
-      );
-      this.#ready.reject(this.#broken);
-      for (let i = this.#waitingHead; i < this.#waiting.length; i++) this.#waiting[i].reject(this.#broken);
+      this.#broken = reason;
+      this.#ready.reject(reason);
+      for (let i = this.#waitingHead; i < this.#waiting.length; i++) this.#waiting[i].reject(reason);
       this.#waiting = [];
       this.#waitingHead = 0;
-      for (const [queued] of this.#inQueue) {
-        if (this.#queue.cancel(queued)) this.#settle(queued, this.#broken);
-      }
-      this.#checkDrained();
+      for (const pos of [...this.#tasks.keys()]) if (this.#channel.cancel(pos)) this.#settle(pos, reason);
       return;
     }
-    slot.ready = false;
-    this.#readyCount--;
-    if (this.#closing && !this.#busy()) {
-      // Stopping anyway: a fresh worker would only be stopped again, or outlive close().
-      this.#checkDrained();
-      return;
+    if (this.#closing && !this.#busy()) return; // stopping anyway: a fresh worker would outlive close()
+    this.#tell(() => this.#options.onWorkerReplaced(worker.id, reason));
+    if (wasStarting) {
+      // A replacement failed to start (a file briefly unreadable, say): try again shortly,
+      // while the other workers carry the load.
+      this.#later(RESPAWN_DELAY_MS, () => {
+        if (this.#workers[worker.id] === worker && !this.#closing) this.#workers[worker.id] = this.#spawn(worker.id);
+      });
+    } else {
+      this.#workers[worker.id] = this.#spawn(worker.id);
     }
-    this.#tell(() => this.#options.onWorkerReplaced(slot.id, reason));
-    this.#slots[slot.id] = this.#spawn(slot.id);
-    this.#checkDrained();
+    this.#pump();
+  }
+
+  // Replies a worker wrote before it died still settle their jobs.
+  #onDeadReply(worker: Worker): (pos: number, bytes: Uint8Array) => void {
+    return (pos, bytes) => this.#onReply(worker.number, pos, bytes);
+  }
+
+  // Settles what a terminated worker left behind in its last moments: replies, and
+  // jobs it claimed after it was first recovered.
+  #reap(dead: DeadWorker): void {
+    for (const pos of this.#channel.recover(dead.worker.port, this.#onDeadReply(dead.worker))) {
+      this.#settle(pos, dead.reason);
+    }
+    this.#pump();
   }
 
   // Runs `action` after `ms`, unless the pool has closed by then.
@@ -776,61 +751,6 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       callback();
     } catch {
       // ignored: the callback only observes
-    }
-  }
-
-  // Settles what a terminated worker left behind: replies written in its last
-  // moments, the job it was running, and a job it was claiming but had not yet
-  // copied out, whose cell is freed so the queue does not stall behind it. A
-  // worker claims one job at a time and records it first, so those two
-  // positions are all it can hold.
-  #reap(dead: DeadWorker): void {
-    const { slot, reason } = dead;
-    slot.replies.read(this.#onReply);
-    const current = slot.running.current;
-    if (current !== undefined) {
-      this.#queue.abandon(current, slot.number, slot.running);
-      this.#settle(current, reason);
-    }
-    const claiming = slot.running.claiming;
-    if (this.#inQueue.has(claiming)) {
-      // A cell half-claimed at two checks in a row is this worker's: a live worker
-      // finishes its claim within an instant.
-      const half = this.#queue.halfClaimed(claiming, slot.running);
-      const confirmed = half && dead.halfClaimed === claiming;
-      dead.halfClaimed = half ? claiming : undefined;
-      if (this.#queue.abandon(claiming, slot.number, slot.running, confirmed)) this.#settle(claiming, reason);
-    }
-    this.#pump();
-    this.#checkDrained();
-  }
-
-  #cancel(task: Task, reason: unknown): void {
-    const error = reason instanceof Error ? reason : new DOMException("The job was cancelled", "AbortError");
-    if (task.pos === undefined) {
-      const at = this.#waiting.indexOf(task, this.#waitingHead);
-      if (at === -1) return;
-      this.#waiting.splice(at, 1);
-      task.reject(error);
-      this.#checkDrained();
-      return;
-    }
-    const pos = task.pos;
-    if (this.#inQueue.get(pos) !== task) return;
-    if (this.#queue.cancel(pos)) {
-      this.#settle(pos, error);
-      this.#checkDrained();
-      return;
-    }
-    const number = this.#queue.takenBy(pos);
-    const running = this.#slots.find((slot) => slot.running.current === pos || slot.number === number);
-    running?.worker.postMessage({ type: "cancel", seq: pos } satisfies ToWorker);
-  }
-
-  #checkDrained(): void {
-    if (this.#drained && !this.#busy()) {
-      this.#drained();
-      this.#drained = undefined;
     }
   }
 }

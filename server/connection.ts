@@ -41,25 +41,32 @@ export interface Reply extends HandlerResult {
   more?: () => Promise<Uint8Array | null>;
   /** Tells the producer of `more` that its pieces will not be sent, so its worker is freed. */
   abandon?: () => void;
+  /**
+   * Why the request got no answer from its handler (it threw, timed out, or
+   * was dropped); `bytes` then hold the main thread's error response.
+   */
+  failure?: unknown;
 }
 
 /**
  * The pieces of one streamed body, from the pool's progress messages to the
- * connection's writes. Each piece is acknowledged when taken, so the worker
- * runs at most a small window ahead of the client.
+ * connection's writes. A piece is acknowledged when the next one is asked
+ * for, that is once it has been written (the head, given to the
+ * constructor, when the first piece is asked for): the worker runs at most
+ * a small window ahead of the client, and learns when everything is out.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { PieceQueue } from "./connection.ts";
- * const queue = new PieceQueue();
- * queue.push(new Uint8Array([1]), () => {});
+ * const acked: number[] = [];
+ * const queue = new PieceQueue(() => acked.push(0));
+ * queue.push(new Uint8Array([1]), () => acked.push(1));
  * queue.end(new Uint8Array([2]));
- * assert.deepEqual([await queue.next(), await queue.next(), await queue.next()], [
- *   new Uint8Array([1]),
- *   new Uint8Array([2]),
- *   null,
- * ]);
+ * assert.deepEqual(await queue.next(), new Uint8Array([1]));
+ * assert.deepEqual(acked, [0]);
+ * assert.deepEqual([await queue.next(), await queue.next()], [new Uint8Array([2]), null]);
+ * assert.deepEqual(acked, [0, 1]);
  * ```
  */
 export class PieceQueue {
@@ -67,8 +74,15 @@ export class PieceQueue {
   #waiter: (() => void) | undefined;
   #error: unknown;
   #failed = false;
+  // The acknowledgement of the piece handed out last, due once it has been written.
+  #written: (() => void) | undefined;
 
-  /** Adds a piece; `ack` runs when it is taken. */
+  /** `headWritten` runs once the response's head has been written: when the first piece is asked for. */
+  constructor(headWritten?: () => void) {
+    this.#written = headWritten;
+  }
+
+  /** Adds a piece; `ack` runs once it has been written. */
   push(bytes: Uint8Array, ack: () => void): void {
     this.#items.push({ bytes, ack });
     this.#wake();
@@ -88,14 +102,20 @@ export class PieceQueue {
     this.#wake();
   }
 
-  /** The next piece, `null` at the end; rejects after {@linkcode PieceQueue.fail}. */
+  /**
+   * The next piece, `null` at the end; rejects after {@linkcode PieceQueue.fail}.
+   * Asking for it says the previous piece has been written.
+   */
   async next(): Promise<Uint8Array | null> {
+    const written = this.#written;
+    this.#written = undefined;
+    written?.();
     while (this.#items.length === 0) {
       if (this.#failed) throw this.#error;
       await new Promise<void>((resolve) => this.#waiter = resolve);
     }
     const item = this.#items.shift()!;
-    item.ack?.();
+    this.#written = item.ack;
     return item.bytes;
   }
 
@@ -148,6 +168,8 @@ export interface ConnectionHost {
   logRequest(entry: RequestLogEntry): void;
   /** Reports an unexpected failure (never a client's fault). */
   logError(message: string, error: unknown): void;
+  /** Reports, in one line, something an operator should know that is not a failure of the server. */
+  logNotice(line: string): void;
 }
 
 /** How long a connection may wait for each thing, in milliseconds. */
@@ -168,11 +190,18 @@ type Waiting = "none" | "first" | "idle" | "header" | "body";
 export interface RequestLogEntry {
   method: string;
   target: string;
+  /** The status sent, or 499 when the client went away before any answer was sent. */
   status: number;
+  /** Bytes of the response written. */
   bytes: number;
   ms: number;
   workerId: number | undefined;
+  /** The client closed its side (or stopped reading) before the response was complete. */
+  clientGone?: boolean;
 }
+
+/** The status logged for a request whose client went away before any answer was sent (nginx's convention). */
+export const CLIENT_GONE = 499;
 
 /** Serves one accepted connection until it closes. */
 export class Connection {
@@ -196,8 +225,10 @@ export class Connection {
   // The client closed or reset its side; streams in flight are abandoned rather than awaited.
   #peerGone = false;
   readonly #abandons = new Set<() => void>();
-  // Aborted when the connection closes; made for the first pipelined request.
-  #dropOnClose: AbortController | undefined;
+  // Aborted when the client goes away (or the connection closes); made for the first request.
+  #clientGone: AbortController | undefined;
+  // A `Connection: close` request is in flight and no read watches for the client leaving yet.
+  #watchPending = false;
   #waiting: Waiting = "first";
   #deadline: number;
   #headSeen = false;
@@ -235,6 +266,10 @@ export class Connection {
     if (now >= this.#writeDeadline) {
       this.#close(); // the client stopped reading; nothing more can reach it
       return;
+    }
+    if (this.#watchPending && !this.#closed) {
+      this.#watchPending = false;
+      this.#watchForClose();
     }
     if (now < this.#deadline || this.#closed || this.#stopReading) return;
     this.#deadline = Infinity;
@@ -342,12 +377,16 @@ export class Connection {
           continued = false;
           this.#headSeen = false;
           this.#waiting = "none";
-          // A request pipelined behind another may wait in the queue: it is dropped if the
-          // connection closes meanwhile, since no answer could reach the client.
-          const signal = this.#inflight > 0 ? (this.#dropOnClose ??= new AbortController()).signal : undefined;
+          // When the client goes away, a request still queued is dropped and a running one has its
+          // signal aborted, since no answer could reach the client.
+          const signal = (this.#clientGone ??= new AbortController()).signal;
           this.#respond(head.method, head.target, this.#host.run(job, signal));
           this.#updateDeadline();
-          if (close) break reading;
+          if (close) {
+            // Most answers are written long before the next sweep; a slow one gets watched then.
+            this.#watchPending = true;
+            break reading;
+          }
           if (this.#inflight >= MAX_PIPELINED) {
             this.#backpressure = true;
             this.#updateDeadline();
@@ -366,12 +405,31 @@ export class Connection {
     this.#close();
   }
 
-  // The client will read nothing more that a stream could send: free the workers producing streams.
-  // Complete responses are still written, for a client that only half-closed.
+  // The client will read nothing more that a stream could send: requests still queued are dropped,
+  // running ones see their signal abort, and streams are abandoned, freeing their workers. An
+  // answer a handler gives all the same is still written, for a client that only half-closed.
   #peerLeft(): void {
+    if (this.#peerGone) return;
     this.#peerGone = true;
+    this.#clientGone?.abort();
     for (const abandon of this.#abandons) abandon();
     this.#abandons.clear();
+  }
+
+  // After a `Connection: close` request nothing more is read as a request; reading on (and
+  // discarding) is how the client's leaving is noticed while its answer is still being made.
+  // Started by the deadline sweep, so the many answers that take less than a sweep's period
+  // never pay for the read.
+  async #watchForClose(): Promise<void> {
+    const scratch = new Uint8Array(1024);
+    try {
+      while (!this.#closed) {
+        if (await this.#conn.read(scratch) === null) break;
+      }
+    } catch {
+      // reset by the peer, or closed by us
+    }
+    if (!this.#closed) this.#peerLeft();
   }
 
   // Answers with an error status from the main thread, after any responses in flight, then closes.
@@ -388,48 +446,75 @@ export class Connection {
       try {
         out = await result;
       } catch (error) {
-        this.#host.logError(`Request ${method} ${target} failed`, error);
-        out = errorResult(500);
+        out = { ...errorResult(500), failure: error };
       }
-      let written = await this.#write(out.bytes);
-      let bytes = out.bytes.length;
-      if (written && out.file) {
-        const sent = await this.#writeFile(out.file);
-        bytes += sent;
-        written = sent === out.file.length;
-      }
-      if (written && out.more && out.abandon) {
-        if (this.#peerGone) {
-          written = false;
-        } else {
-          this.#abandons.add(out.abandon);
-          const { sent, complete } = await this.#writePieces(out.more);
-          this.#abandons.delete(out.abandon);
-          bytes += sent;
-          written = complete;
-        }
-      }
+      const { bytes, complete } = await this.#send(method, target, out);
       // A stream that will not be sent whole (the client left) must not keep its worker producing.
-      if (!written) out.abandon?.();
+      if (!complete) out.abandon?.();
       // A body cut short cannot be completed or followed: only closing tells the client.
-      if (!written) this.#close();
+      if (!complete) this.#close();
       this.#inflight--;
       this.#updateDeadline();
-      if (written && this.#host.logsRequests) {
-        const ms = performance.now() - start;
-        this.#host.logRequest({
-          method,
-          target,
-          status: out.status,
-          bytes,
-          ms,
-          workerId: out.workerId,
-        });
-      }
+      // A client that left before the answer was complete is an ordinary event, logged as such.
+      const gone = this.#peerGone || !complete;
+      this.#logRequest(
+        method,
+        target,
+        start,
+        gone && bytes === 0 ? CLIENT_GONE : out.status,
+        bytes,
+        out.workerId,
+        gone,
+      );
       if (out.close || (this.#closeWhenIdle && this.#inflight === 0)) {
         this.#close();
       }
     });
+  }
+
+  // Writes one answer: its bytes, then the part of a file or the stream pieces that follow.
+  async #send(method: string, target: string, out: Reply): Promise<{ bytes: number; complete: boolean }> {
+    if (out.failure !== undefined) {
+      // Its client left and the request ended without an answer (dropped from the queue, or the
+      // handler stopped when its signal aborted): nothing is sent and nothing is wrong.
+      if (this.#peerGone) return { bytes: 0, complete: false };
+      if (out.status === 500) this.#host.logError("Handler failed", out.failure);
+    }
+    if (out.upgradeRefused) {
+      this.#host.logNotice(
+        `WebSocket upgrade refused for ${method} ${target}: the app called Deno.upgradeWebSocket, ` +
+          "which this server does not serve yet (answered 501)",
+      );
+    }
+    if (!await this.#write(out.bytes)) return { bytes: 0, complete: false };
+    let bytes = out.bytes.length;
+    if (out.file) {
+      const sent = await this.#writeFile(out.file);
+      return { bytes: bytes + sent, complete: sent === out.file.length };
+    }
+    if (out.more && out.abandon) {
+      if (this.#peerGone) return { bytes, complete: false };
+      this.#abandons.add(out.abandon);
+      const { sent, complete } = await this.#writePieces(out.more);
+      this.#abandons.delete(out.abandon);
+      bytes += sent;
+      return { bytes, complete };
+    }
+    return { bytes, complete: true };
+  }
+
+  #logRequest(
+    method: string,
+    target: string,
+    start: number,
+    status: number,
+    bytes: number,
+    workerId: number | undefined,
+    clientGone: boolean,
+  ): void {
+    if (!this.#host.logsRequests) return;
+    const ms = performance.now() - start;
+    this.#host.logRequest({ method, target, status, bytes, ms, workerId, ...(clientGone ? { clientGone } : {}) });
   }
 
   #enqueueWrite(bytes: Uint8Array): void {
@@ -473,7 +558,8 @@ export class Connection {
       try {
         piece = await more();
       } catch (error) {
-        this.#host.logError("Streamed response failed", error);
+        // A stream stopped because its client left is no failure of the app's.
+        if (!this.#peerGone) this.#host.logError("Streamed response failed", error);
         return { sent, complete: false };
       }
       if (piece === null) return { sent, complete: true };
@@ -513,7 +599,8 @@ export class Connection {
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#dropOnClose?.abort();
+    // Closed with answers still owed: they can no longer reach the client.
+    if (this.#inflight > 0) this.#peerLeft();
     try {
       this.#conn.close();
     } catch {

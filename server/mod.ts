@@ -21,7 +21,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { HANDLER_CODEC } from "../handlers/codec.ts";
 import type { HandlerData, HandlerJob, HandlerResult, StreamPart } from "../handlers/mod.ts";
-import { JobTimeoutError, QueueFullError, ThreadPool } from "../pool/mod.ts";
+import { JobTimeoutError, QueueFullError, ThreadPool, WorkerStuckError } from "../pool/mod.ts";
 import {
   type Admission,
   Connection,
@@ -153,6 +153,7 @@ export async function startServer(
       cacheControl: options.cacheControl,
     } satisfies HandlerData,
     codec: HANDLER_CODEC,
+    concurrency: options.concurrency,
     maxQueue: options.queue,
     // Workers that never served (a failed start) are stopped without a word.
     onWorkerStop: (id) => started && logger.info(`Shutting down worker ${id}`),
@@ -203,10 +204,11 @@ export async function startServer(
     logsRequests: !options.quiet,
     logRequest: (entry: RequestLogEntry) => logger.info(formatLogLine(entry)),
     logError: (message: string, error: unknown) => logError(`${message}: ${describe(error)}`),
+    logNotice: (line: string) => logError(line),
   };
 
   // Runs a request on the pool. A streamed response resolves at its head, and its body
-  // pieces follow through `more`, each acknowledged to the worker once taken.
+  // pieces follow through `more`, each acknowledged to the worker once written.
   // Most responses are not streamed, so the stream's parts are made only when a head arrives.
   function run(job: HandlerJob, signal?: AbortSignal): Promise<Reply> {
     return new Promise<Reply>((resolve) => {
@@ -218,9 +220,8 @@ export async function startServer(
         onProgress(data, ack, cancel) {
           const part = data as StreamPart;
           if (part.kind === "head") {
-            const queue = pieces = new PieceQueue();
+            const queue = pieces = new PieceQueue(ack);
             resolve({ ...part.result, more: () => queue.next(), abandon: cancel });
-            ack();
           } else {
             pieces!.push(part.bytes, ack);
           }
@@ -232,15 +233,18 @@ export async function startServer(
     });
   }
 
-  // A request the pool could not answer: the client gets a status, the log gets the reason.
-  function failedJob(error: unknown): HandlerResult {
-    if (error instanceof QueueFullError) return errorResult(503, [RETRY_AFTER]);
-    if (error instanceof JobTimeoutError) return errorResult(503);
-    // Dropped before it ran because its connection closed: nobody is left to tell.
-    if (error instanceof DOMException && error.name === "AbortError") return errorResult(503);
-    // The handler threw, or its worker crashed: the stack goes to the log, never to the client.
-    logError(`Handler failed: ${describe(error)}`);
-    return errorResult(500);
+  // A request the pool could not answer: the client gets a status; the connection logs the
+  // reason of a 500 (never to the client), unless the client has gone.
+  function failedJob(error: unknown): Reply {
+    if (error instanceof QueueFullError) return { ...errorResult(503, [RETRY_AFTER]), failure: error };
+    // Past the handler timeout, on its own or on a worker found stuck (whose replacement is logged).
+    if (error instanceof JobTimeoutError || error instanceof WorkerStuckError) {
+      return { ...errorResult(503), failure: error };
+    }
+    // Dropped before it ran because its client went away.
+    if (error instanceof DOMException && error.name === "AbortError") return { ...errorResult(503), failure: error };
+    // The handler threw, or its worker crashed.
+    return { ...errorResult(500), failure: error };
   }
 
   const busy = errorResult(503, [RETRY_AFTER]).bytes;
@@ -317,9 +321,12 @@ export async function startServer(
  * import { formatLogLine } from "./mod.ts";
  * const line = formatLogLine({ method: "GET", target: "/", status: 200, bytes: 10, ms: 1.234, workerId: 2 });
  * assert.ok(line === "GET / 200 10B 1.23ms worker 2");
+ * const gone = formatLogLine({ method: "GET", target: "/sse", status: 200, bytes: 80, ms: 900, workerId: 0, clientGone: true });
+ * assert.ok(gone === "GET /sse 200 80B 900.00ms worker 0 (client gone)");
  * ```
  */
 export function formatLogLine(entry: RequestLogEntry): string {
   const worker = entry.workerId === undefined ? "main" : `worker ${entry.workerId}`;
-  return `${entry.method} ${entry.target} ${entry.status} ${entry.bytes}B ${entry.ms.toFixed(2)}ms ${worker}`;
+  const gone = entry.clientGone ? " (client gone)" : "";
+  return `${entry.method} ${entry.target} ${entry.status} ${entry.bytes}B ${entry.ms.toFixed(2)}ms ${worker}${gone}`;
 }

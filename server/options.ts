@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_LIMITS } from "../http/mod.ts";
+import { MAX_CONCURRENCY } from "../pool/mod.ts";
 
 /** Everything that configures a server; each default is in {@linkcode DEFAULTS}. */
 export interface ServerOptions {
@@ -16,6 +17,8 @@ export interface ServerOptions {
   port: number;
   /** Number of worker threads in the pool. */
   workers: number;
+  /** Requests one worker runs at once (while some await, the others run). */
+  concurrency: number;
   /** Folder holding `hello.html` and `404.html`. */
   root: string;
   /** Serve this many requests, then shut down; `undefined` serves forever. */
@@ -59,6 +62,10 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
   port: 7878,
   // The book's pool size.
   workers: 4,
+  // Enough for about a thousand requests awaiting I/O at once on the default four workers (an
+  // awaiting request costs a few kilobytes, not a thread); beyond that requests wait in the
+  // shared queue, where any worker with room, an idle one first, takes them.
+  concurrency: 256,
   root: fileURLToPath(new URL("../static/", import.meta.url)),
   maxRequests: undefined,
   quiet: false,
@@ -163,6 +170,17 @@ export const FLAGS: readonly FlagDoc[] = [
     max: MAX_WORKERS,
     defaultText: String(DEFAULTS.workers),
     description: "Worker threads in the pool",
+  },
+  {
+    flag: "--concurrency",
+    key: "concurrency",
+    kind: "integer",
+    value: "N",
+    env: "CONCURRENCY",
+    min: 1,
+    max: MAX_CONCURRENCY,
+    defaultText: String(DEFAULTS.concurrency),
+    description: "Requests one worker runs at once; 1 is the book's model",
   },
   {
     flag: "--root",
@@ -359,7 +377,7 @@ function readValue(flag: FlagDoc, source: string, text: string): string | number
 }
 
 /**
- * Reads options from flags, then the environment (`PORT`, `HOST`, `WORKERS`),
+ * Reads options from flags, then the environment (`PORT`, `HOST`, `WORKERS`, `CONCURRENCY`),
  * then {@linkcode DEFAULTS}.
  *
  * @param args The command-line arguments, without the program name.

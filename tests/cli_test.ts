@@ -52,14 +52,19 @@ Deno.test("a port in use is reported in one line with the address, exit 1", asyn
   assert.deepEqual(stderr, [`webserver: Cannot listen on 127.0.0.1:${first.port}: address already in use`]);
 });
 
-Deno.test("PORT, HOST and WORKERS are read from the environment when the flag is absent", async () => {
+Deno.test("PORT, HOST, WORKERS and CONCURRENCY are read from the environment when the flag is absent", async () => {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = probe.addr.port;
   probe.close();
-  const server = spawnServer(["--max-requests", "1"], { PORT: String(port), HOST: "127.0.0.1", WORKERS: "3" });
+  const server = spawnServer(["--max-requests", "1"], {
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    WORKERS: "3",
+    CONCURRENCY: "7",
+  });
   await using _ = server;
   const line = await server.waitForLine(/^Listening on /);
-  assert.equal(line, `Listening on http://127.0.0.1:${port}/ with 3 workers`);
+  assert.equal(line, `Listening on http://127.0.0.1:${port}/ with 3 workers, 7 requests at a time each`);
   const response = await fetch(`http://127.0.0.1:${port}/`);
   await response.body?.cancel();
   assert.equal((await server.exited()).code, 0);
@@ -67,14 +72,17 @@ Deno.test("PORT, HOST and WORKERS are read from the environment when the flag is
 });
 
 Deno.test("a flag wins over its environment variable", async () => {
-  await using server = await startServer(["--workers", "1"], { WORKERS: "5" });
-  assert.match(server.lines[0], /with 1 worker$/);
+  await using server = await startServer(["--workers", "1", "--concurrency", "1"], { WORKERS: "5", CONCURRENCY: "9" });
+  assert.match(server.lines[0], /with 1 worker, 1 request at a time each$/);
 });
 
 Deno.test("the start-up line prints the port really bound when --port is 0", async () => {
   await using server = await startServer(["--workers", "1"]);
   assert.notEqual(server.port, 0);
-  assert.equal(server.lines[0], `Listening on http://127.0.0.1:${server.port}/ with 1 worker`);
+  assert.equal(
+    server.lines[0],
+    `Listening on http://127.0.0.1:${server.port}/ with 1 worker, 256 requests at a time each`,
+  );
   const response = await fetch(`http://127.0.0.1:${server.port}/`);
   assert.equal(response.status, 200);
   await response.body?.cancel();

@@ -33,14 +33,14 @@ Deno.test("a handler that throws gets 500 with a plain body, the stack goes to t
   assert.ok(!server.output().includes("replaced"), "a throwing handler must not cost its worker");
 });
 
-Deno.test("a handler past --handler-timeout gets 503, its worker is replaced, and the pool is back to full size", async () => {
+Deno.test("a handler stuck past --handler-timeout gets 503, its worker is replaced, and the pool is back to full size", async () => {
   await using server = await startFaulty(["--workers", "2", "--handler-timeout", "1"]);
   const start = performance.now();
   const response = await request(server.port, get("/spin"));
   const elapsed = performance.now() - start;
   assert.equal(response.status, 503);
   assert.ok(elapsed >= 900 && elapsed < 4000, `answered after ${elapsed} ms`);
-  await server.waitForLine(/^Worker \d replaced: Job timed out after 1000 ms$/);
+  await server.waitForLine(/^Worker \d replaced: Worker \d is stuck: its event loop has not turned for \d+ ms; 1 job /);
   // Both workers serve again: two /sleep-length jobs run side by side.
   const sleeps = await Promise.all([0, 1].map(() => request(server.port, get("/sleep")).catch((e) => e)));
   // /sleep takes 5 s, past the 1 s handler timeout: both time out, on two different workers at once.
@@ -142,8 +142,8 @@ Deno.test("a declared body over --max-body gets 413 without being read, and the 
   }
 });
 
-Deno.test("under a mixed load of crashes, timeouts, throws and plain requests every request gets its answer", async () => {
-  await using server = await startFaulty(["--workers", "2", "--handler-timeout", "1", "--quiet"]);
+Deno.test("with one request per worker, under a mixed load of crashes, timeouts, throws and plain requests every request gets its own answer", async () => {
+  await using server = await startFaulty(["--workers", "2", "--concurrency", "1", "--handler-timeout", "1", "--quiet"]);
   const expected: Array<[string, number]> = [];
   // Faults among plain requests, all sent at once, each on its own connection.
   for (let i = 0; i < 3; i++) {
@@ -156,5 +156,36 @@ Deno.test("under a mixed load of crashes, timeouts, throws and plain requests ev
   const start = performance.now();
   await Promise.all([0, 1].map(() => request(server.port, get("/spin"))));
   assert.ok(performance.now() - start < 2500, "two /spin did not time out side by side");
+  assert.equal(await workersAnswering(server.port, 20), 20);
+});
+
+Deno.test("with many requests per worker, under the same mixed load every request gets an answer and the faults theirs", async () => {
+  await using server = await startFaulty(["--workers", "2", "--handler-timeout", "1", "--quiet"]);
+  const expected: Array<[string, number]> = [];
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 20; j++) expected.push(["/", 200]);
+    expected.push(["/crash", 500], ["/throw", 500], ["/spin", 503]);
+  }
+  const start = performance.now();
+  const answers = await Promise.all(expected.map(([path]) => request(server.port, get(path))));
+  const elapsed = performance.now() - start;
+  // A fault answers for itself; a request that shared a worker with a crash or a stuck handler
+  // shares its fate (500 or 503), which is what a worker's concurrency costs. (A /crash whose
+  // worker got stuck first never gets to crash.)
+  const allowed: Record<string, number[]> = {
+    "/": [200, 500, 503],
+    "/crash": [500, 503],
+    "/throw": [500],
+    "/spin": [503],
+  };
+  for (const [i, [path]] of expected.entries()) {
+    const got = answers[i].status;
+    assert.ok(allowed[path].includes(got), `${path} answered ${got}`);
+  }
+  assert.ok(answers.filter((r) => r.status === 200).length > 0, "no plain request was answered 200");
+  assert.ok(elapsed < 10_000, `the answers took ${elapsed.toFixed(0)} ms`);
+  // The pool is whole again: both workers serve side by side.
+  const sleeps = await Promise.all([0, 1].map(() => request(server.port, get("/spin"))));
+  assert.deepEqual(sleeps.map((r) => r.status), [503, 503]);
   assert.equal(await workersAnswering(server.port, 20), 20);
 });

@@ -208,6 +208,8 @@ async function runCase(port: number, fuzz: Case): Promise<Outcome> {
     timedOut = true;
     closeQuietly(conn);
   }, CASE_MS);
+  // Settles when the server sends its first bytes or closes.
+  const heard = Promise.withResolvers<void>();
   const reading = (async () => {
     const chunk = new Uint8Array(65536);
     for (;;) {
@@ -219,10 +221,12 @@ async function runCase(port: number, fuzz: Case): Promise<Outcome> {
       }
       if (n === null) {
         if (!timedOut) closed = true;
+        heard.resolve();
         return;
       }
       received.push(chunk.slice(0, n));
       receivedLength += n;
+      heard.resolve();
     }
   })();
   try {
@@ -233,6 +237,9 @@ async function runCase(port: number, fuzz: Case): Promise<Outcome> {
       let offset = 0;
       while (offset < piece.length) offset += await conn.write(piece.subarray(offset));
     }
+    // A client that closes its side has gone, as far as the server knows: one that sent a whole
+    // request waits for the answer first (within the case's time), as a real client does.
+    if (frameRequest(fuzz.bytes).type === "complete") await heard.promise;
     // A truncated request waits for more bytes: EOF tells the server none are coming.
     await conn.closeWrite();
   } catch {

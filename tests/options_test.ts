@@ -8,6 +8,7 @@ Deno.test("parseCli() gives the defaults for no flags and no environment", () =>
   assert.equal(DEFAULTS.host, "127.0.0.1");
   assert.equal(DEFAULTS.port, 7878);
   assert.equal(DEFAULTS.workers, 4);
+  assert.equal(DEFAULTS.concurrency, 256);
   assert.match(DEFAULTS.root, /static\/$/);
 });
 
@@ -18,6 +19,7 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
     "--port=0",
     "--workers",
     "8",
+    "--concurrency=16",
     "--root",
     "/tmp",
     "--max-requests=2",
@@ -53,6 +55,7 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
       host: "0.0.0.0",
       port: 0,
       workers: 8,
+      concurrency: 16,
       root: "/tmp",
       maxRequests: 2,
       quiet: true,
@@ -83,17 +86,38 @@ Deno.test("parseCli() rejects timeouts that are not a positive number of seconds
   }
 });
 
-Deno.test("parseCli() takes PORT, HOST and WORKERS from the environment unless a flag is given", () => {
-  const env = (name: string) => ({ PORT: "8080", HOST: "::1", WORKERS: "2" } as Record<string, string>)[name];
+Deno.test("parseCli() takes PORT, HOST, WORKERS and CONCURRENCY from the environment unless a flag is given", () => {
+  const env = (name: string) =>
+    ({ PORT: "8080", HOST: "::1", WORKERS: "2", CONCURRENCY: "5" } as Record<string, string>)[name];
   const fromEnv = parseCli([], env);
   assert.ok(!fromEnv.help);
   assert.equal(fromEnv.options.port, 8080);
   assert.equal(fromEnv.options.host, "::1");
   assert.equal(fromEnv.options.workers, 2);
-  const fromFlags = parseCli(["--port", "9090", "--workers", "3"], env);
+  assert.equal(fromEnv.options.concurrency, 5);
+  const fromFlags = parseCli(["--port", "9090", "--workers", "3", "--concurrency", "1"], env);
   assert.ok(!fromFlags.help);
   assert.equal(fromFlags.options.port, 9090);
   assert.equal(fromFlags.options.workers, 3);
+  assert.equal(fromFlags.options.concurrency, 1);
+});
+
+Deno.test("parseCli() takes --concurrency from 1 to 65536 and refuses 0 and 65537", () => {
+  for (const good of ["1", "65536"]) {
+    const result = parseCli(["--concurrency", good], noEnv);
+    assert.ok(!result.help && result.options.concurrency === Number(good));
+  }
+  for (const bad of ["0", "65537", "-1", "2.5", ""]) {
+    assert.throws(
+      () => parseCli(["--concurrency", bad], noEnv),
+      (error: unknown) => error instanceof UsageError && /--concurrency/.test(error.message),
+      `--concurrency ${JSON.stringify(bad)}`,
+    );
+  }
+  assert.throws(
+    () => parseCli([], (name) => name === "CONCURRENCY" ? "0" : undefined),
+    /Invalid CONCURRENCY: must be an integer from 1 to 65536, got "0"/,
+  );
 });
 
 Deno.test("parseCli() returns help for --help and -h", () => {

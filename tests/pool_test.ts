@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { JobTimeoutError, ThreadPool, WorkerCrashError } from "../pool/mod.ts";
+import { JobTimeoutError, ThreadPool, WorkerCrashError, WorkerStuckError } from "../pool/mod.ts";
 import type { PoolTestJob, PoolTestResult } from "./fixtures/pool_worker.ts";
 
 const WORKER = new URL("./fixtures/pool_worker.ts", import.meta.url);
@@ -198,7 +198,7 @@ Deno.test("ThreadPool.execute() still applies its timeout to a job whose onProgr
   assert.equal((await p.execute({ op: "double", n: 3 })).value, 6);
   assert.ok(performance.now() - started < 10_000, "the next job waited for the blocked job");
   assert.equal(replaced.length, 1);
-  assert.ok(replaced[0] instanceof JobTimeoutError);
+  assert.ok(replaced[0] instanceof WorkerStuckError);
 });
 
 Deno.test("ThreadPool starts a worker module that awaits at its top level before runJobs", async () => {
