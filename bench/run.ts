@@ -1,8 +1,13 @@
 /**
  * `deno task bench`: this server against `Deno.serve` in one isolate and
- * `deno serve --parallel`, all serving `bench/app.ts` on loopback, driven by
- * `wrk`. Prints one table, and writes it as JSON and an SVG bar chart under
- * `bench/results/`. A tool, not a test: it asserts nothing.
+ * `deno serve --parallel`, on loopback, driven by `wrk`, in two scenarios.
+ * The sync one serves `bench/app.ts`; the async one serves
+ * `bench/async_app.ts` (awaited timers, CPU beside them, event streams).
+ * Prints a table for each, and writes them as JSON and Markdown, with an SVG
+ * bar chart of the sync one, under `bench/results/`. `BENCH_ONLY=sync` or
+ * `BENCH_ONLY=async` runs one scenario; `BENCH_WEBSERVER_FLAGS` adds flags to
+ * this server's command line in the async one. A tool, not a test: it
+ * asserts nothing.
  *
  * @module
  */
@@ -17,6 +22,29 @@ const MIXED_SECONDS = 10;
 // In the mixed run, when the /sleep loop starts: once wrk's clients have connected.
 const MIXED_SLEEP_AFTER_MS = 500;
 
+// The async scenario. `deno serve --parallel` gets as many isolates as this server's default workers.
+const ASYNC_JOBS = 4;
+// Enough clients to keep a server busy through the 20 ms waits of /io, as the sync scenario's 50 do for /.
+const IO_CONNECTIONS = 100;
+// Far more clients than threads: what an event loop handles and a thread per request does not.
+const MANY_CONNECTIONS = 1000;
+// Two /spin requests per core at any moment: the CPU is always busy beside the /io traffic.
+const SPIN_CONNECTIONS = 4;
+// Many long-lived responses open together; 500 is well within the default file limits.
+const STREAMS = 500;
+// As bench/async_app.ts sends.
+const SSE_EVENTS = 20;
+// A stream lasts about 2 s when served at once; at 30 s most of them are stuck, not slow.
+const STREAMS_GIVE_UP_MS = 30_000;
+// Longer than any wait we measure, so a slow answer counts in the latency instead of as an error.
+const WRK_TIMEOUT = "10s";
+// Four samples a second catch the peak of a 5 s run; each costs a cat process, a few milliseconds.
+const RSS_SAMPLE_MS = 250;
+// A server is idle again when one /io answers within this; a backlog makes it far slower.
+const IDLE_IO_MS = 200;
+// How long to wait for leftovers of the previous run (queued requests of closed connections) to clear.
+const SETTLE_MAX_MS = 15_000;
+
 interface ServerSpec {
   name: string;
   args: string[];
@@ -25,19 +53,14 @@ interface ServerSpec {
   cpu?: false;
 }
 
+// This server, quiet, with its default worker count unless the flags say otherwise.
+function webserverCommand(...flags: string[]): string[] {
+  return ["run", "--allow-net", "--allow-read", "--allow-env", "main.ts", "--quiet", ...flags];
+}
+
 // This server, quiet, with `workers` workers and any further flags.
 function webserverArgs(workers: number, ...flags: string[]): string[] {
-  return [
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "--allow-env",
-    "main.ts",
-    "--quiet",
-    "--workers",
-    String(workers),
-    ...flags,
-  ];
+  return webserverCommand("--workers", String(workers), ...flags);
 }
 
 const SERVERS: ServerSpec[] = [
@@ -71,6 +94,8 @@ interface WrkResult {
   maxMs: number;
   /** Requests that got no answer within wrk's timeout, or failed. */
   errors: number;
+  /** Answers with a status other than 2xx or 3xx. */
+  non2xx: number;
 }
 
 function freePort(): number {
@@ -96,7 +121,8 @@ async function wrk(url: string, connections: number, seconds: number, extra: str
   const max = text.match(/Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)/);
   const socket = text.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
   const errors = socket ? socket.slice(1).reduce((n, v) => n + Number(v), 0) : 0;
-  return { rps, p99Ms: p99 ? ms(p99[1], p99[2]) : NaN, maxMs: max ? ms(max[1], max[2]) : NaN, errors };
+  const non2xx = Number(text.match(/Non-2xx or 3xx responses:\s+(\d+)/)?.[1] ?? 0);
+  return { rps, p99Ms: p99 ? ms(p99[1], p99[2]) : NaN, maxMs: max ? ms(max[1], max[2]) : NaN, errors, non2xx };
 }
 
 // Resident memory of a process and its threads, in MB.
@@ -113,7 +139,8 @@ async function waitUntilServing(url: string): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(url);
+      // A server that accepts but never answers must not hold this past the deadline.
+      const response = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) });
       await response.body?.cancel();
       if (response.ok) return;
     } catch {
@@ -143,7 +170,14 @@ async function idleRssWithFourWorkers(): Promise<number> {
   }
 }
 
-async function measure(spec: ServerSpec): Promise<Row> {
+interface Started {
+  child: Deno.ChildProcess;
+  port: number;
+  base: string;
+}
+
+// Starts a server on a free loopback port; the caller kills it.
+function start(spec: ServerSpec, stdout: "null" | "piped" = "null"): Started {
   const port = freePort();
   const args = spec.args[0] === "run" ? [...spec.args, "--port", String(port)] : [
     spec.args[0],
@@ -157,10 +191,14 @@ async function measure(spec: ServerSpec): Promise<Row> {
     args,
     cwd: ROOT,
     env: { NO_COLOR: "1", ...spec.env },
-    stdout: "null",
+    stdout,
     stderr: "null",
   }).spawn();
-  const base = `http://127.0.0.1:${port}`;
+  return { child, port, base: `http://127.0.0.1:${port}` };
+}
+
+async function measure(spec: ServerSpec): Promise<Row> {
+  const { child, base } = start(spec);
   try {
     await waitUntilServing(`${base}/`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -209,12 +247,202 @@ async function measure(spec: ServerSpec): Promise<Row> {
   }
 }
 
+interface AsyncRow {
+  server: string;
+  ioRps: number;
+  ioP99Ms: number;
+  manyRps: number;
+  /** At 1000 connections: wrk's socket errors and timeouts, plus answers that were not 2xx or 3xx. */
+  manyErrors: number;
+  manyRssMb: number;
+  mixedIoRps: number;
+  mixedIoP99Ms: number;
+  mixedSpinRps: number;
+  /** Errors of the other runs, for a sanity check: fast 503s would flatter req/s. */
+  ioErrors: number;
+  mixedErrors: number;
+  /** Streams that got all their events, of STREAMS. */
+  streamsDone: number;
+  /** Streams still open when we gave up. */
+  streamsUnfinished: number;
+  /** From the first connect until the last stream ended; null when some were unfinished. */
+  streamsMs: number | null;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function asyncServers(webserverFlags: string[]): ServerSpec[] {
+  const flags = webserverFlags.length > 0 ? `, ${webserverFlags.join(" ")}` : "";
+  return [
+    {
+      name: `webserver (pool, --app, default workers${flags})`,
+      args: webserverCommand("--app", "bench/async_app.ts", ...webserverFlags),
+    },
+    { name: "Deno.serve (1 isolate)", args: ["serve", "--allow-read", "bench/async_app.ts"] },
+    {
+      name: `deno serve --parallel (${ASYNC_JOBS})`,
+      args: ["serve", "--parallel", "--allow-read", "bench/async_app.ts"],
+      env: { DENO_JOBS: String(ASYNC_JOBS) },
+    },
+  ];
+}
+
+// The peak resident memory of a process while `run` is pending.
+async function peakRssDuring<T>(pid: number, run: Promise<T>): Promise<[T, number]> {
+  let done = false;
+  let peak = 0;
+  const sampling = (async () => {
+    while (!done) {
+      peak = Math.max(peak, await rssMb(pid));
+      await sleep(RSS_SAMPLE_MS);
+    }
+  })();
+  try {
+    return [await run, peak];
+  } finally {
+    done = true;
+    await sampling;
+  }
+}
+
+// Waits until one /io answers promptly: a server still working through the previous run's
+// requests (whose clients have gone) would otherwise charge that work to the next run.
+async function settle(base: string, name: string): Promise<void> {
+  const started = performance.now();
+  while (performance.now() - started < SETTLE_MAX_MS) {
+    const sent = performance.now();
+    try {
+      const response = await fetch(`${base}/io`, { signal: AbortSignal.timeout(SETTLE_MAX_MS) });
+      await response.body?.cancel();
+      if (response.ok && performance.now() - sent < IDLE_IO_MS) {
+        const waited = performance.now() - started;
+        if (waited > 1000) console.error(`  ${name}: ${(waited / 1000).toFixed(1)} s until idle again`);
+        return;
+      }
+    } catch {
+      // refused or timed out: still busy
+    }
+    await sleep(100);
+  }
+  console.error(`  ${name}: still busy after ${SETTLE_MAX_MS / 1000} s; measuring anyway`);
+}
+
+interface StreamsResult {
+  done: number;
+  unfinished: number;
+  ms: number | null;
+}
+
+// STREAMS raw connections at once, each asking for /sse and reading to the end. Raw, so nothing
+// in between pools, limits or buffers them. Every wait ends by STREAMS_GIVE_UP_MS: then the
+// connections still open are closed, which ends their pending reads and writes.
+async function streams(port: number): Promise<StreamsResult> {
+  const request = new TextEncoder().encode("GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  const open = new Set<Deno.Conn>();
+  let gaveUp = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<null>((resolve) => {
+    timer = setTimeout(() => {
+      gaveUp = true;
+      for (const conn of open) conn.close();
+      open.clear();
+      resolve(null);
+    }, STREAMS_GIVE_UP_MS);
+  });
+  const started = performance.now();
+  // How many events one stream got, and when it ended (null: still open when we gave up).
+  const one = async (): Promise<{ events: number; endedAt: number | null }> => {
+    let text = "";
+    const connecting = Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      const conn = await Promise.race([connecting, deadline]);
+      if (conn === null) {
+        connecting.then((late) => late.close(), () => {});
+        return { events: 0, endedAt: null };
+      }
+      open.add(conn);
+      try {
+        for (let written = 0; written < request.length;) written += await conn.write(request.subarray(written));
+        const decoder = new TextDecoder();
+        const buffer = new Uint8Array(16 * 1024);
+        for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
+          text += decoder.decode(buffer.subarray(0, n), { stream: true });
+        }
+      } finally {
+        if (open.delete(conn)) conn.close();
+      }
+    } catch {
+      // refused, reset, or closed by the deadline: it ended with what it got
+    }
+    return { events: text.match(/data:/g)?.length ?? 0, endedAt: gaveUp ? null : performance.now() };
+  };
+  const results = await Promise.all(Array.from({ length: STREAMS }, one));
+  clearTimeout(timer);
+  const unfinished = results.filter((r) => r.endedAt === null).length;
+  return {
+    done: results.filter((r) => r.events >= SSE_EVENTS).length,
+    unfinished,
+    ms: unfinished > 0 ? null : Math.max(...results.map((r) => r.endedAt!)) - started,
+  };
+}
+
+async function measureAsync(spec: ServerSpec): Promise<AsyncRow> {
+  // Piped, to read the worker count (and how many requests each takes at a time) from this server's start-up line.
+  const { child, port, base } = start(spec, "piped");
+  let banner = "";
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout) if (banner.length < 4096) banner += decoder.decode(chunk, { stream: true });
+  })().catch(() => {});
+  try {
+    await waitUntilServing(`${base}/io`);
+    await wrk(`${base}/io`, 50, 2); // warm-up
+    await settle(base, spec.name);
+    const io = await wrk(`${base}/io`, IO_CONNECTIONS, RUN_SECONDS, ["--timeout", WRK_TIMEOUT]);
+    await settle(base, spec.name);
+    const [many, manyRssMb] = await peakRssDuring(
+      child.pid,
+      wrk(`${base}/io`, MANY_CONNECTIONS, RUN_SECONDS, ["--timeout", WRK_TIMEOUT]),
+    );
+    await settle(base, spec.name);
+    // Both loops start together and run as long: every /io request has /spin work beside it.
+    const [mixedIo, mixedSpin] = await Promise.all([
+      wrk(`${base}/io`, IO_CONNECTIONS, MIXED_SECONDS, ["--timeout", WRK_TIMEOUT]),
+      wrk(`${base}/spin`, SPIN_CONNECTIONS, MIXED_SECONDS, ["--timeout", WRK_TIMEOUT]),
+    ]);
+    await settle(base, spec.name);
+    const sse = await streams(port);
+    // "Listening on <url> with 4 workers, ...": the rest of the line, as this server words it.
+    const workers = banner.match(/ with (\d+ workers?\b[^\r\n]*)/)?.[1];
+    return {
+      server: workers ? spec.name.replace("default workers", workers) : spec.name,
+      ioRps: Math.round(io.rps),
+      ioP99Ms: io.p99Ms,
+      manyRps: Math.round(many.rps),
+      manyErrors: many.errors + many.non2xx,
+      manyRssMb,
+      mixedIoRps: Math.round(mixedIo.rps),
+      mixedIoP99Ms: mixedIo.p99Ms,
+      mixedSpinRps: Math.round(mixedSpin.rps * 10) / 10,
+      ioErrors: io.errors + io.non2xx,
+      mixedErrors: mixedIo.errors + mixedIo.non2xx + mixedSpin.errors + mixedSpin.non2xx,
+      streamsDone: sse.done,
+      streamsUnfinished: sse.unfinished,
+      streamsMs: sse.ms === null ? null : Math.round(sse.ms),
+    };
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await reading;
+  }
+}
+
 function ratio(value: number, base: number): string {
   return base > 0 ? `${(value / base).toFixed(2)}×` : "–";
 }
 
 // The row every ratio is taken against.
-function baseline(rows: Row[]): Row {
+function baseline<T extends { server: string }>(rows: T[]): T {
   return rows.find((row) => row.server.startsWith("Deno.serve"))!;
 }
 
@@ -234,6 +462,40 @@ function table(rows: Row[]): string {
           row.mixedMaxMs.toFixed(1)
         } ms | ${row.mixedErrors} | ${row.idleRssMb} MB | ${row.loadRssMb} MB |`,
     );
+  }
+  return lines.join("\n");
+}
+
+function milliseconds(value: number): string {
+  return Number.isNaN(value) ? "–" : `${value.toFixed(1)} ms`;
+}
+
+function asyncTable(rows: AsyncRow[]): string {
+  const base = baseline(rows);
+  const lines = [
+    "| Server | `/io` req/s (100 conns) | `/io` p99 | `/io` req/s (1000 conns) | errors | RSS peak (1000 conns) | " +
+    `mixed \`/io\` req/s | mixed \`/io\` p99 | mixed \`/spin\` req/s | ${STREAMS} streams done | streams time |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  const versus = (row: AsyncRow, key: keyof AsyncRow) =>
+    row === base ? `${row[key]}` : `${row[key]} (${ratio(row[key] as number, base[key] as number)})`;
+  for (const row of rows) {
+    const cells = [
+      row.server,
+      versus(row, "ioRps"),
+      milliseconds(row.ioP99Ms),
+      versus(row, "manyRps"),
+      String(row.manyErrors),
+      `${row.manyRssMb} MB`,
+      versus(row, "mixedIoRps"),
+      milliseconds(row.mixedIoP99Ms),
+      versus(row, "mixedSpinRps"),
+      `${row.streamsDone}/${STREAMS}`,
+      row.streamsMs === null
+        ? `> ${STREAMS_GIVE_UP_MS / 1000} s (${row.streamsUnfinished} unfinished)`
+        : `${(row.streamsMs / 1000).toFixed(2)} s`,
+    ];
+    lines.push(`| ${cells.join(" | ")} |`);
   }
   return lines.join("\n");
 }
@@ -290,23 +552,51 @@ async function main(): Promise<number> {
     console.error("bench: wrk is not installed. On Debian or Ubuntu: apt-get update && apt-get install -y wrk");
     return 1;
   }
-  const rows: Row[] = [];
-  for (const spec of SERVERS) {
-    console.error(`Measuring ${spec.name} ...`);
-    rows.push(await measure(spec));
+  const only = Deno.env.get("BENCH_ONLY");
+  if (only !== undefined && only !== "sync" && only !== "async") {
+    console.error(`bench: BENCH_ONLY is "${only}"; it takes sync or async`);
+    return 2;
   }
-  const idle4 = await idleRssWithFourWorkers();
+  const webserverFlags = (Deno.env.get("BENCH_WEBSERVER_FLAGS") ?? "").split(/\s+/).filter((flag) => flag !== "");
   const machine =
     `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`;
   const date = new Date().toISOString().slice(0, 10);
-  const markdown = `Measured ${date} on ${machine}; ${WORKERS} workers; wrk -t1, 50 connections (20 for mixed), ` +
-    `ratios against Deno.serve in the same run.\n\n${table(rows)}\n\n` +
-    `webserver with the default 4 workers, idle: ${idle4} MB resident.`;
+  const parts: string[] = [];
+  const results: Record<string, unknown> = { date, machine };
+  const rows: Row[] = [];
+  if (only !== "async") {
+    for (const spec of SERVERS) {
+      console.error(`Measuring ${spec.name} ...`);
+      rows.push(await measure(spec));
+    }
+    const idle4 = await idleRssWithFourWorkers();
+    parts.push(
+      `Measured ${date} on ${machine}; ${WORKERS} workers; wrk -t1, 50 connections (20 for mixed), ` +
+        `ratios against Deno.serve in the same run.\n\n${table(rows)}\n\n` +
+        `webserver with the default 4 workers, idle: ${idle4} MB resident.`,
+    );
+    Object.assign(results, { workers: WORKERS, rows, idleRssFourWorkersMb: idle4 });
+  }
+  if (only !== "sync") {
+    const asyncRows: AsyncRow[] = [];
+    for (const spec of asyncServers(webserverFlags)) {
+      console.error(`Measuring ${spec.name} (async) ...`);
+      asyncRows.push(await measureAsync(spec));
+    }
+    parts.push(
+      `${only === "async" ? `Measured ${date} on ${machine}. ` : ""}Async scenario, \`bench/async_app.ts\`: ` +
+        `\`/io\` awaits 20 ms, \`/spin\` burns 50 ms of CPU, \`/sse\` sends ${SSE_EVENTS} events 100 ms apart. ` +
+        `webserver at its default worker count, \`deno serve --parallel\` with ` +
+        `DENO_JOBS=${ASYNC_JOBS}; wrk -t1, ${RUN_SECONDS} s runs; mixed: \`/io\` at ${IO_CONNECTIONS} connections ` +
+        `beside \`/spin\` at ${SPIN_CONNECTIONS} for ${MIXED_SECONDS} s; errors: socket errors, timeouts and ` +
+        `non-2xx answers; streams: ${STREAMS} raw connections opened at once, time from the first connect until ` +
+        `the last stream ended; ratios against Deno.serve in the same run.\n\n${asyncTable(asyncRows)}`,
+    );
+    results.async = asyncRows;
+  }
+  const markdown = parts.join("\n\n");
   await Deno.mkdir(RESULTS, { recursive: true });
-  await Deno.writeTextFile(
-    `${RESULTS}/latest.json`,
-    JSON.stringify({ date, machine, workers: WORKERS, rows, idleRssFourWorkersMb: idle4 }, null, 2) + "\n",
-  );
+  await Deno.writeTextFile(`${RESULTS}/latest.json`, JSON.stringify(results, null, 2) + "\n");
   await Deno.writeTextFile(`${RESULTS}/latest.svg`, svg(rows));
   await Deno.writeTextFile(`${RESULTS}/latest.md`, markdown + "\n");
   console.log(markdown);
