@@ -2,24 +2,12 @@
 // serving tests/fixtures/apps/async.ts, over raw sockets. Timing is asserted with wide margins.
 import assert from "node:assert/strict";
 import { connect, get, request, type Response1, send, type ServerProcess, startServer } from "./_server.ts";
+import { within } from "./_within.ts";
 
 const APP = "tests/fixtures/apps/async.ts";
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** `promise`, or a failure naming `what` after `ms`. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) =>
-    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)
-  );
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function ask(server: ServerProcess, path: string, ms = 15_000): Promise<Response1> {
@@ -31,8 +19,12 @@ function workerOf(response: Response1): number {
   return (JSON.parse(response.text) as { workerId: number }).workerId;
 }
 
-/** Reads from `conn` until `count` server-sent events have arrived; returns the bytes read. */
-async function readEvents(conn: Deno.Conn, count: number): Promise<number> {
+/** Reads from `conn` until `count` server-sent events have arrived (within 10 s); returns the bytes read. */
+function readEvents(conn: Deno.Conn, count: number): Promise<number> {
+  return within(10_000, `${count} events`, readEventsUnbounded(conn, count));
+}
+
+async function readEventsUnbounded(conn: Deno.Conn, count: number): Promise<number> {
   const buffer = new Uint8Array(4096);
   let text = "";
   let bytes = 0;
@@ -163,16 +155,48 @@ Deno.test("info.completed resolves only once the whole response has been written
   // 64 MiB: far more than the socket buffers hold, so writing it waits for the client to read.
   await send(conn, get("/big?id=big&mb=64", "Connection: close\r\n"));
   const buffer = new Uint8Array(1 << 16);
-  assert.ok(await conn.read(buffer));
+  assert.ok(await within(10_000, "the first bytes", conn.read(buffer)));
   await delay(1000);
   assert.ok(!server.lines.some((line) => line.startsWith("app: big completed")), "completed before the body was read");
   const readUntil = Date.now();
-  let total = 0;
-  for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) total += n;
+  const total = await within(
+    30_000,
+    "the body",
+    (async () => {
+      let read = 0;
+      for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) read += n;
+      return read;
+    })(),
+  );
   conn.close();
   const line = await server.waitForLine(/^app: big completed at \d+$/, 5000);
   assert.ok(Number(line.split(" at ")[1]) >= readUntil, "completed before the client had read the body");
   assert.ok(total > 60 * 1024 * 1024, `only ${total} bytes arrived`);
+});
+
+Deno.test("info.completed resolves only once the last piece of a stream has been written to the client", async () => {
+  await using server = await startServer(["--workers", "1", "--app", APP]);
+  const { conn } = await connect(server.port);
+  // 64 pieces of 1 MiB, ready at once: the last ones wait for the client to read.
+  await send(conn, get("/chunks?id=chunks&n=64&kb=1024", "Connection: close\r\n"));
+  const buffer = new Uint8Array(1 << 16);
+  assert.ok(await within(10_000, "the first bytes", conn.read(buffer)));
+  await delay(1000);
+  assert.ok(!server.lines.some((line) => line.startsWith("app: chunks completed")), "completed before it was read");
+  const readUntil = Date.now();
+  const total = await within(
+    30_000,
+    "the stream",
+    (async () => {
+      let read = 0;
+      for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) read += n;
+      return read;
+    })(),
+  );
+  conn.close();
+  const line = await server.waitForLine(/^app: chunks completed at \d+$/, 5000);
+  assert.ok(Number(line.split(" at ")[1]) >= readUntil, "completed before the client had read the stream");
+  assert.ok(total > 64 * 1024 * 1024, `only ${total} bytes arrived`);
 });
 
 Deno.test("info.completed resolves after a streamed response's end, and when its client leaves", async () => {
@@ -224,7 +248,7 @@ Deno.test("Deno.upgradeWebSocket gets a 501 that says why, and one log line", as
   const line = await server.waitForLine(/WebSocket/, 5000);
   assert.match(line, /^WebSocket upgrade refused for GET \/ws: .*answered 501/);
   assert.equal(server.errors.length, 1, server.output());
-  assert.match(server.lines.find((l) => l.startsWith("GET /ws "))!, / 501 /);
+  assert.match(await server.waitForLine(/^GET \/ws /, 5000), / 501 /);
 });
 
 Deno.test("500 event streams of 20 events 100 ms apart all finish on the default 4 workers in a few seconds", async () => {

@@ -10,11 +10,24 @@ import {
   WorkerStuckError,
 } from "../pool/mod.ts";
 import type { PoolTestJob, PoolTestResult } from "./fixtures/pool_worker.ts";
+import { within } from "./_within.ts";
 
 const WORKER = new URL("./fixtures/pool_worker.ts", import.meta.url);
 
+// The longest any job here may take to settle: a pool that never runs it fails the test.
+const JOB_LIMIT_MS = 15_000;
+
+// A pool whose execute() is bounded by JOB_LIMIT_MS, and whose ready is too.
 function pool(size: number, options: ThreadPoolOptions<PoolTestJob, PoolTestResult> = {}) {
-  return new ThreadPool<PoolTestJob, PoolTestResult>(size, WORKER, options);
+  const p = new ThreadPool<PoolTestJob, PoolTestResult>(size, WORKER, options);
+  const execute = p.execute.bind(p);
+  p.execute = (job, opts) => within(JOB_LIMIT_MS, `job ${JSON.stringify(job)}`, execute(job, opts));
+  const ready = p.ready;
+  Object.defineProperty(p, "ready", { get: () => within(JOB_LIMIT_MS, "pool.ready", ready) });
+  const close = p.close.bind(p);
+  p.close = () => within(JOB_LIMIT_MS, "pool.close()", close());
+  p[Symbol.asyncDispose] = () => p.close();
+  return p;
 }
 
 function delay(ms: number): Promise<void> {
@@ -87,6 +100,17 @@ Deno.test("an idle worker gets a job before a worker that already runs one", asy
     others.every((r) => r.workerId !== busy),
     `jobs went to the busy worker ${busy}: ${JSON.stringify(others)}`,
   );
+});
+
+Deno.test("two jobs queued at once go to two idle workers, not both to the first one woken", async () => {
+  await using p = pool(2, { concurrency: 8 });
+  await p.ready;
+  for (let round = 0; round < 10; round++) {
+    // Both workers park idle; then both jobs are queued in one turn of the event loop.
+    await delay(100);
+    const results = await Promise.all([0, 1].map(() => p.execute({ op: "wait", ms: 200 })));
+    assert.notEqual(results[0].workerId, results[1].workerId, `round ${round}: both jobs on one worker`);
+  }
 });
 
 Deno.test("awaiting jobs spread over idle workers instead of piling on the first", async () => {
