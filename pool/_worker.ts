@@ -10,9 +10,8 @@
  *
  * @module
  */
-import type { WorkerPort } from "./_channel.ts";
+import type { QueueBuffers, WorkerPort } from "./_channel.ts";
 import type { FromWorker, ToWorker } from "./_messages.ts";
-import type { QueueBuffers } from "./_channel.ts";
 
 /** Where a worker is in its life. */
 export type WorkerState = "starting" | "ready" | "stopping" | "dead";

@@ -17,6 +17,7 @@
  * @module
  */
 export * from "./thread_pool.ts";
+export * from "./options.ts";
 export * from "./run_jobs.ts";
 export * from "./codec.ts";
 export * from "./errors.ts";

@@ -19,7 +19,6 @@
 import { type JobChannel, SharedChannel } from "./_channel.ts";
 import { deserializeError, type FromWorker, type ProgressMessage, type ToWorker } from "./_messages.ts";
 import { Worker } from "./_worker.ts";
-import type { PoolCodec } from "./codec.ts";
 import {
   JobTimeoutError,
   PoolClosedError,
@@ -28,138 +27,13 @@ import {
   WorkerStartError,
   WorkerStuckError,
 } from "./errors.ts";
-
-/**
- * Options for {@linkcode ThreadPool}; each default is in {@linkcode DEFAULT_POOL_OPTIONS}.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { ThreadPool, type ThreadPoolOptions } from "./thread_pool.ts";
- * const stopped: number[] = [];
- * const options: ThreadPoolOptions = { name: "doubler", onWorkerStop: (id) => stopped.push(id) };
- * const pool = new ThreadPool(2, new URL("../tests/fixtures/double_worker.ts", import.meta.url), options);
- * await pool.close();
- * assert.deepEqual(stopped, [0, 1]);
- * ```
- */
-export interface ThreadPoolOptions<Job = unknown, Result = unknown> {
-  /**
-   * Sent once to every worker (structured-cloned) and given to its setup.
-   * @default {undefined}
-   */
-  data?: unknown;
-  /**
-   * Prefix of each worker's name (`name` of `new Worker`), followed by its id.
-   * @default {"worker"}
-   */
-  name?: string;
-  /**
-   * The most jobs one worker runs at once (piscina's
-   * `concurrentTasksPerWorker`). With 1, a worker runs one job at a time, as
-   * a thread does in the book. Higher suits jobs that await (I/O, timers):
-   * while one awaits, the worker's thread runs the others. A job that blocks
-   * the thread still holds its worker, and the others it holds wait with it.
-   * @default {1}
-   */
-  concurrency?: number;
-  /**
-   * Most jobs that may wait for a worker; past it {@linkcode ThreadPool.execute}
-   * rejects at once with {@linkcode QueueFullError}.
-   * @default {Infinity}
-   */
-  maxQueue?: number;
-  /**
-   * Encodes jobs and results as bytes in shared memory, the fast path; the
-   * worker module must pass the same codec to `runJobs`. Without one, jobs
-   * and results are structured-cloned through `postMessage`.
-   * @default {undefined}
-   */
-  codec?: PoolCodec<Job, Result>;
-  /**
-   * Called just before each worker is stopped by {@linkcode ThreadPool.close}.
-   * What it throws is ignored, as for `onWorkerReplaced`.
-   * @default {() => {}}
-   */
-  onWorkerStop?: (id: number) => void;
-  /**
-   * Called when a worker dies, fails to start again, or gets stuck, and is
-   * replaced; `reason` says which ({@linkcode WorkerCrashError},
-   * {@linkcode WorkerStartError}, {@linkcode WorkerStuckError}).
-   * @default {() => {}}
-   */
-  onWorkerReplaced?: (id: number, reason: Error) => void;
-}
-
-/** {@linkcode ThreadPoolOptions} with every default filled in; only the codec may stay absent. */
-export type ResolvedPoolOptions<Job = unknown, Result = unknown> =
-  & Required<Omit<ThreadPoolOptions<Job, Result>, "codec">>
-  & Pick<ThreadPoolOptions<Job, Result>, "codec">;
-
-/**
- * Options for one {@linkcode ThreadPool.execute} call.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { ThreadPool } from "./thread_pool.ts";
- * await using pool = new ThreadPool<number, number>(1, new URL("../tests/fixtures/double_worker.ts", import.meta.url));
- * assert.equal(await pool.execute(5, { timeout: 10_000 }), 10);
- * ```
- */
-export interface ExecuteOptions {
-  /** Objects whose ownership moves to the worker with the job, when it travels by message. */
-  transfer?: Transferable[];
-  /**
-   * Milliseconds the job may run once a worker has taken it. Past that the
-   * job rejects with {@linkcode JobTimeoutError}, its `progress.signal`
-   * aborts, and its worker drops it and takes other jobs. If the worker's
-   * event loop has not turned for as long as the timeouts of all the jobs it
-   * holds (synchronous code that does not end), the worker is replaced and
-   * its other jobs reject with {@linkcode WorkerStuckError}. Checked a few
-   * times a second, so it may fire up to about a tenth of a second late. The
-   * clock is paused while `onProgress` holds unacknowledged messages, and
-   * starts afresh when they are all acknowledged. No limit when absent.
-   */
-  timeout?: number;
-  /**
-   * Receives what the job sends with `progress.emit`, in order, before the
-   * result. Call `ack` once `data` is consumed: the worker waits when too
-   * many messages are unacknowledged, and `progress.flush()` resolves when
-   * all are. Call `cancel` to cancel the job, as `signal` would. If it
-   * throws, the job rejects with that error at once and its worker drops it.
-   */
-  onProgress?: (data: unknown, ack: () => void, cancel: () => void) => void;
-  /**
-   * Cancels the job: a queued job is dropped and rejects with the signal's
-   * reason; a running job's `progress.signal` aborts and its next `emit`
-   * rejects, so it can stop, and it settles as it ends.
-   */
-  signal?: AbortSignal;
-}
-
-/**
- * The default of every {@linkcode ThreadPoolOptions} field.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { DEFAULT_POOL_OPTIONS } from "./thread_pool.ts";
- * assert.equal(DEFAULT_POOL_OPTIONS.concurrency, 1);
- * ```
- */
-export const DEFAULT_POOL_OPTIONS: Readonly<ResolvedPoolOptions<unknown, unknown>> = Object.freeze({
-  data: undefined,
-  codec: undefined,
-  name: "worker",
-  concurrency: 1,
-  maxQueue: Infinity,
-  onWorkerStop: () => {},
-  onWorkerReplaced: () => {},
-});
-
-/** The most jobs one worker may run at once: each takes a slot in its shared block. */
-export const MAX_CONCURRENCY = 65_536;
+import {
+  DEFAULT_POOL_OPTIONS,
+  type ExecuteOptions,
+  MAX_CONCURRENCY,
+  type ResolvedPoolOptions,
+  type ThreadPoolOptions,
+} from "./options.ts";
 
 // After a replacement worker fails to start, wait this long before trying again.
 const RESPAWN_DELAY_MS = 1000;
