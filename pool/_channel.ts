@@ -33,15 +33,19 @@
  *    that outlives `terminate()` for a moment cannot free a cell twice.
  * 5. Waking. A worker with room for another job and nothing to do parks: it
  *    raises `PARKED`, counts itself in the queue's `IDLE` when it has no job
- *    in flight, looks at the queue once more, and waits on its own doorbell.
- *    Once per turn of its event loop the main thread rings, for the jobs
- *    nobody took, the parked workers with the fewest jobs in flight, idle
- *    ones first. A worker with jobs in flight takes another on its own only
- *    while no idle worker is parked, so a job reaches an idle thread before a
- *    busy one, and a CPU-bound job does not queue behind another on one
- *    thread while a second thread sleeps. A rung worker takes at least one
- *    job. A worker whose thread is held takes nothing; if a ring went to such
- *    a worker, the pool's sweep rings every parked worker.
+ *    in flight, looks at the queue once more, and waits: an idle worker on
+ *    the queue's shared `IDLE_BELL`, a busy one on its own doorbell. Once per
+ *    turn of its event loop the main thread wakes, for the jobs nobody took,
+ *    one idle worker (a worker that takes a job and sees more waiting wakes
+ *    the next); with none idle, it counts a serving worker that is awake
+ *    with nothing in flight as about to take one (it has just replied), and
+ *    rings the busy parked workers with the fewest jobs in flight for the
+ *    rest. A worker with jobs in flight takes another on its own only while
+ *    no idle worker is parked, so a job reaches an idle thread before a busy
+ *    one, and a CPU-bound job does not queue behind another on one thread
+ *    while a second thread sleeps. A rung worker takes at least one job. A
+ *    worker whose thread is held takes nothing; if a wake went to such a
+ *    worker, the pool's sweep wakes every parked worker.
  * 6. Replies. Each worker writes results into its own single-producer,
  *    single-consumer ring, takes the job off its list, then bumps the
  *    queue's `REPLIES` word and notifies it, which ends the main thread's
