@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { Worker as Thread } from "node:worker_threads";
 import type { QueueBuffers, WorkerPort } from "./_channel.ts";
 import type { FromWorker, ToWorker } from "./_messages.ts";
 
@@ -26,12 +27,14 @@ export interface WorkerEvents {
   failed(worker: Worker, detail: string): void;
 }
 
-/** What a worker is told when its module has loaded. */
+/** What a worker is told when its module has loaded, and what its thread is made with. */
 export interface WorkerInit {
   /** The pool's `data` option. */
   data: unknown;
   /** The job queue's buffers. */
   queue: QueueBuffers;
+  /** The most its JavaScript heap may hold, in MiB; past it the thread ends with an out-of-memory error. */
+  heapMb?: number;
 }
 
 // A worker asked to stop that has not confirmed within this long is terminated anyway.
@@ -72,7 +75,7 @@ export class Worker {
    */
   readonly held = new Map<number, number>();
   #state: WorkerState = "starting";
-  readonly #thread: globalThis.Worker;
+  readonly #thread: Thread;
   readonly #init: WorkerInit;
   readonly #events: WorkerEvents;
   #initSent = false;
@@ -90,14 +93,21 @@ export class Worker {
     this.port = port;
     this.#init = init;
     this.#events = events;
-    this.#thread = new globalThis.Worker(url, { type: "module", name: `${name}-${id}` });
-    this.#thread.onmessage = (event: MessageEvent<FromWorker>) => this.#onMessage(event.data);
-    this.#thread.onerror = (event: ErrorEvent) => {
-      // Keep the error from reaching the main thread's global scope, which would end the process.
-      event.preventDefault();
-      this.#fail(event.message ?? "uncaught error");
-    };
-    this.#thread.onmessageerror = () => this.#fail("a message could not be deserialized");
+    // A node:worker_threads worker rather than a Web Worker: it says when its thread ends, however
+    // it ends (an uncaught error, Deno.exit, close(), a failed start, its heap limit), and takes one.
+    this.#thread = new Thread(url, {
+      name: `${name}-${id}`,
+      ...(init.heapMb === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: init.heapMb } }),
+    });
+    this.#thread.on("message", (message: FromWorker) => this.#onMessage(message));
+    this.#thread.on("error", (error: Error & { code?: string }) => {
+      this.#fail(error.code === "ERR_WORKER_OUT_OF_MEMORY" ? "it ran out of memory" : error.message ?? String(error));
+    });
+    this.#thread.on("messageerror", () => this.#fail("a message could not be deserialized"));
+    this.#thread.on("exit", (code: number) => {
+      this.#stopped?.();
+      this.#fail(`its thread exited with code ${code}`);
+    });
   }
 
   /** Where the worker is in its life. */
@@ -119,7 +129,8 @@ export class Worker {
   post(message: ToWorker, transfer: Transferable[] = []): boolean {
     if (this.#state === "dead") return false;
     try {
-      this.#thread.postMessage(message, transfer);
+      // Web and node:worker_threads transferables are the same objects at run time; only their types differ.
+      this.#thread.postMessage(message, transfer as never);
       return true;
     } catch {
       return false;
@@ -147,7 +158,7 @@ export class Worker {
     if (this.#state === "dead") return;
     this.#state = "dead";
     this.port.block.retire();
-    this.#thread.terminate();
+    this.#thread.terminate().catch(() => {});
     this.#stopped?.();
   }
 
@@ -205,7 +216,8 @@ export class Worker {
     if (!sent) this.#fail("its start-up data could not be sent");
   }
 
+  // The thread failed or ended without being asked to; a worker that is stopping ends as asked.
   #fail(detail: string): void {
-    if (this.#state !== "dead") this.#events.failed(this, detail);
+    if (this.#state !== "dead" && this.#state !== "stopping") this.#events.failed(this, detail);
   }
 }

@@ -11,6 +11,8 @@
  *
  * @module
  */
+import process from "node:process";
+import { parentPort } from "node:worker_threads";
 import { type FromWorker, type JobMessage, serializeError, type ToWorker } from "./_messages.ts";
 import { type Claim, HEARTBEAT_MS, WorkerEnd } from "./_channel.ts";
 import type { PoolCodec } from "./codec.ts";
@@ -121,10 +123,9 @@ export interface RunJobsOptions<Job, Result, Data = unknown> {
   codec?: PoolCodec<Job, Result>;
 }
 
+// The worker's side of its thread's message port: what it sends to the pool.
 interface WorkerScope {
   postMessage(message: FromWorker, transfer?: Transferable[]): void;
-  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
-  close(): void;
 }
 
 // Whether runJobs was called: a worker serves one pool.
@@ -165,9 +166,13 @@ export function runJobs<Job, Result, Data = unknown>(
   options: RunJobsOptions<Job, Result, Data> = {},
 ): void {
   if (runJobsCalled) throw new Error("Cannot run jobs: runJobs was already called in this worker");
+  if (!parentPort) throw new Error("Cannot run jobs: this module is not running in a pool's worker thread");
   runJobsCalled = true;
   const { setup, transfer, codec } = options;
-  const scope = globalThis as unknown as WorkerScope;
+  const port = parentPort;
+  const scope: WorkerScope = {
+    postMessage: (message, transfer) => port.postMessage(message, transfer as never),
+  };
   const runs = new Map<number, JobRun>();
   // Payloads asked for by message, by job position.
   const wanted = new Map<number, (message: JobMessage) => void>();
@@ -275,8 +280,7 @@ export function runJobs<Job, Result, Data = unknown>(
   }
 
   let end: WorkerEnd | undefined;
-  scope.onmessage = (event) => {
-    const message = event.data;
+  port.on("message", (message: ToWorker) => {
     switch (message.type) {
       case "init": {
         const context: WorkerContext<Data> = { id: message.id, data: message.data as Data };
@@ -320,10 +324,10 @@ export function runJobs<Job, Result, Data = unknown>(
         port1.close();
         port2.close();
         scope.postMessage({ type: "stopped" });
-        scope.close();
+        process.exit(0);
         break;
     }
-  };
+  });
   // Only now can an `init` be received: the pool waits for this before sending it.
   scope.postMessage({ type: "loaded" });
 }
