@@ -859,6 +859,12 @@ export class WorkerEnd {
     this.#block.serving = value;
   }
 
+  /** Takes no more jobs: the worker is ending. */
+  retire(): void {
+    this.#block.retire();
+    this.#block.serving = false;
+  }
+
   /**
    * Parks until the main thread rings (true) or `other` settles (false).
    * Resolves at once when a job this worker may take is already queued.

@@ -87,6 +87,12 @@ export interface StoppedMessage {
   type: "stopped";
 }
 
+/** Worker to pool: an error escaped every job (thrown from a timer, an unhandled rejection); it ends now. */
+export interface CrashedMessage {
+  type: "crashed";
+  error: SerializedError;
+}
+
 /** An error carried across the thread boundary. */
 export interface SerializedError {
   name: string;
@@ -102,7 +108,8 @@ export type FromWorker =
   | SetupFailedMessage
   | ResultMessage
   | ProgressMessage
-  | StoppedMessage;
+  | StoppedMessage
+  | CrashedMessage;
 
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };

@@ -13,6 +13,7 @@
 import { Worker as Thread } from "node:worker_threads";
 import type { QueueBuffers, WorkerPort } from "./_channel.ts";
 import type { FromWorker, ToWorker } from "./_messages.ts";
+import type { WorkerResourceLimits } from "./options.ts";
 
 /** Where a worker is in its life. */
 export type WorkerState = "starting" | "ready" | "stopping" | "dead";
@@ -33,8 +34,8 @@ export interface WorkerInit {
   data: unknown;
   /** The job queue's buffers. */
   queue: QueueBuffers;
-  /** The most its JavaScript heap may hold, in MiB; past it the thread ends with an out-of-memory error. */
-  heapMb?: number;
+  /** Its engine's limits; past its heap limit the thread ends with an out-of-memory error. */
+  resourceLimits: WorkerResourceLimits;
 }
 
 // A worker asked to stop that has not confirmed within this long is terminated anyway.
@@ -51,7 +52,8 @@ const STOP_GRACE_MS = 1000;
  * const channel = new SharedChannel();
  * const url = new URL("../tests/fixtures/double_worker.ts", import.meta.url);
  * const { promise, resolve } = Promise.withResolvers<void>();
- * const worker = new Worker(0, url, "doubler", channel.open(1), { data: undefined, queue: channel.buffers }, {
+ * const init = { data: undefined, queue: channel.buffers, resourceLimits: {} };
+ * const worker = new Worker(0, url, "doubler", channel.open(1), init, {
  *   message: () => {},
  *   ready: () => resolve(),
  *   failed: () => {},
@@ -95,10 +97,7 @@ export class Worker {
     this.#events = events;
     // A node:worker_threads worker rather than a Web Worker: it says when its thread ends, however
     // it ends (an uncaught error, Deno.exit, close(), a failed start, its heap limit), and takes one.
-    this.#thread = new Thread(url, {
-      name: `${name}-${id}`,
-      ...(init.heapMb === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: init.heapMb } }),
-    });
+    this.#thread = new Thread(url, { name: `${name}-${id}`, resourceLimits: init.resourceLimits });
     this.#thread.on("message", (message: FromWorker) => this.#onMessage(message));
     this.#thread.on("error", (error: Error & { code?: string }) => {
       this.#fail(error.code === "ERR_WORKER_OUT_OF_MEMORY" ? "it ran out of memory" : error.message ?? String(error));
@@ -162,17 +161,26 @@ export class Worker {
     this.#stopped?.();
   }
 
-  /** Asks the worker to finish and exit, then terminates it (at once if it does not confirm in time). */
-  async stop(): Promise<void> {
+  /**
+   * Asks the worker to finish and exit, then terminates it. Resolves to
+   * false when a ready worker did not confirm in time: its thread is held by
+   * synchronous code, which terminating it does not stop.
+   */
+  async stop(): Promise<boolean> {
+    let confirmed = true;
     if (this.#state === "ready") {
       this.#state = "stopping";
-      const stopped = new Promise<void>((resolve) => this.#stopped = resolve);
+      const stopped = new Promise<boolean>((resolve) => this.#stopped = () => resolve(true));
       let timer: ReturnType<typeof setTimeout> | undefined;
       this.#thread.postMessage({ type: "stop" } satisfies ToWorker);
-      await Promise.race([stopped, new Promise((resolve) => timer = setTimeout(resolve, STOP_GRACE_MS))]);
+      confirmed = await Promise.race([
+        stopped,
+        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), STOP_GRACE_MS)),
+      ]);
       clearTimeout(timer);
     }
     this.terminate();
+    return confirmed;
   }
 
   #onMessage(message: FromWorker): void {
@@ -196,6 +204,9 @@ export class Worker {
         break;
       case "stopped":
         this.#stopped?.();
+        break;
+      case "crashed":
+        this.#fail(message.error.message);
         break;
       default:
         this.#events.message(this, message);

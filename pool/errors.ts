@@ -80,9 +80,12 @@ export class WorkerStuckError extends Error {
   readonly stalledFor: number;
   /** How many jobs it held. */
   readonly jobs: number;
+  /** How many threads its pool has given up on so far, this one included (`ThreadPool.stuckThreads`). */
+  readonly stuckThreads: number;
 
   /**
-   * Worker `workerId`'s event loop had not turned for `stalledFor` milliseconds, with `jobs` jobs on it.
+   * Worker `workerId`'s event loop had not turned for `stalledFor` milliseconds, with `jobs` jobs on
+   * it; `stuckThreads` counts the threads its pool has given up on.
    *
    * @example
    * ```ts
@@ -94,7 +97,7 @@ export class WorkerStuckError extends Error {
    * );
    * ```
    */
-  constructor(workerId: number, stalledFor: number, jobs: number) {
+  constructor(workerId: number, stalledFor: number, jobs: number, stuckThreads = 1) {
     super(
       `Worker ${workerId} is stuck: its event loop has not turned for ${Math.round(stalledFor)} ms; ` +
         `${jobs} job${jobs === 1 ? "" : "s"} in flight on it fail`,
@@ -103,6 +106,7 @@ export class WorkerStuckError extends Error {
     this.workerId = workerId;
     this.stalledFor = stalledFor;
     this.jobs = jobs;
+    this.stuckThreads = stuckThreads;
   }
 }
 
@@ -112,6 +116,8 @@ export class WorkerStartError extends Error {
   readonly workerId: number;
   /** Why, as the worker reported it. */
   readonly detail: string;
+  /** When a replacement failed to start: how long the pool waits before it tries again, in milliseconds. */
+  retryInMs: number | undefined;
 
   /**
    * Worker `workerId` could not start; `detail` says why, `cause` is the error behind it, if any.
@@ -128,6 +134,28 @@ export class WorkerStartError extends Error {
     this.name = "WorkerStartError";
     this.workerId = workerId;
     this.detail = detail;
+  }
+}
+
+/** A job waited in the queue longer than its `queueTimeout`, and was dropped without running. */
+export class QueueTimeoutError extends Error {
+  /** The limit that passed, in milliseconds. */
+  readonly timeout: number;
+
+  /**
+   * A job waited more than `timeout` milliseconds for a worker.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { QueueTimeoutError } from "./errors.ts";
+   * assert.equal(new QueueTimeoutError(500).message, "Job waited more than 500 ms for a worker");
+   * ```
+   */
+  constructor(timeout: number) {
+    super(`Job waited more than ${timeout} ms for a worker`);
+    this.name = "QueueTimeoutError";
+    this.timeout = timeout;
   }
 }
 

@@ -42,6 +42,13 @@ export interface ThreadPoolOptions<Job = unknown, Result = unknown> {
    */
   concurrency?: number;
   /**
+   * Limits of each worker's JavaScript engine, as `node:worker_threads`
+   * takes them. A worker that reaches its heap limit ends (its jobs fail with
+   * `WorkerCrashError`) and is replaced; the process lives on.
+   * @default {{}} (V8's own limits)
+   */
+  resourceLimits?: WorkerResourceLimits;
+  /**
    * Most jobs that may wait for a worker; past it `ThreadPool.execute()`
    * rejects at once with `QueueFullError`.
    * @default {Infinity}
@@ -67,6 +74,23 @@ export interface ThreadPoolOptions<Job = unknown, Result = unknown> {
    * @default {() => {}}
    */
   onWorkerReplaced?: (id: number, reason: Error) => void;
+}
+
+/**
+ * Limits of a worker's JavaScript engine, in MiB, as `node:worker_threads` takes them.
+ *
+ * @example
+ * ```ts
+ * import type { WorkerResourceLimits } from "./options.ts";
+ * const limits: WorkerResourceLimits = { maxOldGenerationSizeMb: 512 };
+ * console.log(limits);
+ * ```
+ */
+export interface WorkerResourceLimits {
+  /** The most the worker's long-lived heap may hold. */
+  maxOldGenerationSizeMb?: number;
+  /** The most the worker's heap of new objects may hold. */
+  maxYoungGenerationSizeMb?: number;
 }
 
 /** {@linkcode ThreadPoolOptions} with every default filled in; only the codec may stay absent. */
@@ -101,6 +125,13 @@ export interface ExecuteOptions {
    */
   timeout?: number;
   /**
+   * Milliseconds the job may wait for a worker to take it. Past that it is
+   * dropped and rejects with `QueueTimeoutError`, so a job never waits
+   * without a limit (while every worker is busy or failing to start, say).
+   * No limit when absent.
+   */
+  queueTimeout?: number;
+  /**
    * Receives what the job sends with `progress.emit`, in order, before the
    * result. Call `ack` once `data` is consumed: the worker waits when too
    * many messages are unacknowledged, and `progress.flush()` resolves when
@@ -131,6 +162,7 @@ export const DEFAULT_POOL_OPTIONS: Readonly<ResolvedPoolOptions<unknown, unknown
   codec: undefined,
   name: "worker",
   concurrency: 1,
+  resourceLimits: {},
   maxQueue: Infinity,
   onWorkerStop: () => {},
   onWorkerReplaced: () => {},

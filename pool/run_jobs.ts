@@ -173,6 +173,17 @@ export function runJobs<Job, Result, Data = unknown>(
   const scope: WorkerScope = {
     postMessage: (message, transfer) => port.postMessage(message, transfer as never),
   };
+  // An error no job caught ends the worker, as it would anyway: it takes no more jobs, and the
+  // pool, told why in one message, logs one line instead of the runtime's trace and terminates
+  // the thread. (Ending it from inside with process.exit can leave the thread spinning in Deno 2.9.)
+  const crash = (error: unknown) => {
+    if (stopping) return;
+    stopping = true;
+    end?.retire();
+    scope.postMessage({ type: "crashed", error: serializeError(error) });
+  };
+  process.on("uncaughtException", crash);
+  process.on("unhandledRejection", crash);
   const runs = new Map<number, JobRun>();
   // Payloads asked for by message, by job position.
   const wanted = new Map<number, (message: JobMessage) => void>();
@@ -323,8 +334,8 @@ export function runJobs<Job, Result, Data = unknown>(
         clearInterval(heartbeat);
         port1.close();
         port2.close();
+        // The pool terminates the thread once it has this.
         scope.postMessage({ type: "stopped" });
-        process.exit(0);
         break;
     }
   });

@@ -23,6 +23,7 @@ import {
   JobTimeoutError,
   PoolClosedError,
   QueueFullError,
+  QueueTimeoutError,
   WorkerCrashError,
   WorkerStartError,
   WorkerStuckError,
@@ -35,8 +36,10 @@ import {
   type ThreadPoolOptions,
 } from "./options.ts";
 
-// After a replacement worker fails to start, wait this long before trying again.
+// After a replacement worker fails to start, wait this long before trying again, twice as long
+// after each failure in a row, up to the cap: a start that keeps failing costs little.
 const RESPAWN_DELAY_MS = 1000;
+const RESPAWN_DELAY_MAX_MS = 60_000;
 // How often the pool checks for jobs nobody took, timeouts, stuck workers and dead workers' leftovers.
 const SWEEP_MS = 50;
 // A worker is stuck only after this long without a heartbeat, whatever its jobs' timeouts:
@@ -58,6 +61,8 @@ class Task {
   // The worker seen holding it, and when it was first seen there (for the timeout).
   owner: Worker | undefined;
   startedAt: number | undefined;
+  // When it was given to the pool, for its queue timeout; set only when it has one.
+  readonly queuedAt: number | undefined;
   // Progress messages handed to onProgress and not yet acknowledged.
   unacked = 0;
   readonly #settle: PromiseWithResolvers<unknown>;
@@ -67,6 +72,7 @@ class Task {
   constructor(job: unknown, options: ExecuteOptions, settle: PromiseWithResolvers<unknown>, sharing?: Set<Task>) {
     this.job = job;
     this.options = options;
+    this.queuedAt = options.queueTimeout === undefined ? undefined : performance.now();
     this.#settle = settle;
     this.#sharing = sharing;
     sharing?.add(this);
@@ -89,6 +95,21 @@ interface DeadWorker {
   reason: Error;
   from: number;
   until: number;
+}
+
+/**
+ * What {@linkcode ThreadPool.close} found.
+ *
+ * @example
+ * ```ts
+ * import type { PoolCloseReport } from "./thread_pool.ts";
+ * const report: PoolCloseReport = { stuckThreads: 0 };
+ * console.log(report.stuckThreads);
+ * ```
+ */
+export interface PoolCloseReport {
+  /** Threads the pool gave up on while they ran synchronous code; see {@linkcode ThreadPool.stuckThreads}. */
+  stuckThreads: number;
 }
 
 function asError(error: unknown): Error {
@@ -127,7 +148,10 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   #ready = Promise.withResolvers<void>();
   #started = false;
   #broken: Error | undefined;
-  #closing: Promise<void> | undefined;
+  #closing: Promise<PoolCloseReport> | undefined;
+  #stuckThreads = 0;
+  // Failed starts in a row, by worker id, for the respawn back-off.
+  readonly #failedStarts = new Map<number, number>();
   #closed = false;
   #drained: (() => void) | undefined;
   #dead: DeadWorker[] = [];
@@ -197,6 +221,17 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     return this.#workers.filter((worker) => worker.state === "ready").length;
   }
 
+  /**
+   * Threads this pool has given up on while they ran synchronous code: a
+   * worker found stuck, or one that did not stop when closing. Deno cannot
+   * stop such a thread (`terminate()` does not interrupt synchronous code),
+   * so each may still be running: an endless loop for good, a long
+   * `Atomics.wait` until it ends. Only ending the process frees them.
+   */
+  get stuckThreads(): number {
+    return this.#stuckThreads;
+  }
+
   /** Resolves when every worker has started; rejects with {@linkcode WorkerStartError} when one cannot. */
   get ready(): Promise<void> {
     return this.#ready.promise;
@@ -246,23 +281,25 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
 
   /**
    * Stops taking jobs, lets queued and running jobs finish, then stops the
-   * workers one by one. Calling it again returns the same promise.
+   * workers one by one. It always resolves: a worker that does not stop
+   * within a second is terminated, and counted in the report when its thread
+   * was held by synchronous code. Calling it again returns the same promise.
    */
-  close(): Promise<void> {
+  close(): Promise<PoolCloseReport> {
     this.#closing ??= this.#shutdown();
     return this.#closing;
   }
 
   /** Same as {@linkcode ThreadPool.close}, for `await using`. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
-  async #shutdown(): Promise<void> {
+  async #shutdown(): Promise<PoolCloseReport> {
     if (this.#busy()) await new Promise<void>((resolve) => this.#drained = resolve);
     for (const worker of this.#workers) {
       this.#tell(() => this.#options.onWorkerStop(worker.id));
-      await worker.stop();
+      if (!await worker.stop()) this.#stuckThreads++;
       this.#channel.close(worker.port);
     }
     clearInterval(this.#sweep);
@@ -271,6 +308,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     this.#channel.interrupt(); // ends the reply loop's wait
     this.#yield.port1.close();
     this.#yield.port2.close();
+    return { stuckThreads: this.#stuckThreads };
   }
 
   // Whether a job is queued or running that close() should wait for.
@@ -290,9 +328,11 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     const worker = new Worker(id, this.#url, this.#options.name, port, {
       data: this.#options.data,
       queue: this.#channel.buffers,
+      resourceLimits: this.#options.resourceLimits,
     }, {
       message: (from, message) => this.#onMessage(from, message),
       ready: () => {
+        this.#failedStarts.delete(id);
         if (!this.#started && this.#workers.every((w) => w.state === "ready")) {
           this.#started = true;
           this.#ready.resolve();
@@ -519,6 +559,7 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     for (const worker of this.#workers) {
       if (worker.state === "ready") this.#watch(worker, now);
     }
+    this.#expireQueued(now);
     for (const task of this.#tasks.values()) {
       const { timeout } = task.options;
       if (timeout === undefined || task.startedAt === undefined || task.unacked > 0) continue;
@@ -526,6 +567,31 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       // It may have finished just now.
       this.#channel.takeReplies(this.#onReply);
       if (this.#tasks.get(task.pos!) === task) this.#drop(task, new JobTimeoutError(timeout), "timeout");
+    }
+  }
+
+  // Drops the jobs that have waited for a worker longer than their queue timeout.
+  #expireQueued(now: number): void {
+    const late = (task: Task) =>
+      task.queuedAt !== undefined && task.startedAt === undefined && now - task.queuedAt >= task.options.queueTimeout!;
+    for (const task of this.#tasks.values()) {
+      // A job a worker has taken (its cell can no longer be cancelled) is running, not queued.
+      if (late(task) && this.#channel.cancel(task.pos!)) {
+        this.#settle(task.pos!, new QueueTimeoutError(task.options.queueTimeout!));
+      }
+    }
+    let anyLate = false;
+    for (let i = this.#waitingHead; i < this.#waiting.length && !anyLate; i++) anyLate = late(this.#waiting[i]);
+    if (anyLate) {
+      const kept: Task[] = [];
+      for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
+        const task = this.#waiting[i];
+        if (late(task)) task.reject(new QueueTimeoutError(task.options.queueTimeout!));
+        else kept.push(task);
+      }
+      this.#waiting = kept;
+      this.#waitingHead = 0;
+      this.#checkDrained();
     }
   }
 
@@ -556,7 +622,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         const timeout = task?.options.timeout;
         if (timeout !== undefined && now - task!.startedAt! >= timeout) this.#settle(pos, new JobTimeoutError(timeout));
       }
-      this.#replace(worker, new WorkerStuckError(worker.id, stalled, held.length));
+      this.#stuckThreads++;
+      this.#replace(worker, new WorkerStuckError(worker.id, stalled, held.length, this.#stuckThreads));
     }
   }
 
@@ -583,14 +650,19 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
       return;
     }
     if (this.#closing && !this.#busy()) return; // stopping anyway: a fresh worker would outlive close()
-    this.#tell(() => this.#options.onWorkerReplaced(worker.id, reason));
     if (wasStarting) {
-      // A replacement failed to start (a file briefly unreadable, say): try again shortly,
-      // while the other workers carry the load.
-      this.#later(RESPAWN_DELAY_MS, () => {
+      // A replacement failed to start (a file briefly unreadable, say): try again later, later
+      // still after each failure in a row, while the other workers carry the load.
+      const failures = (this.#failedStarts.get(worker.id) ?? 0) + 1;
+      this.#failedStarts.set(worker.id, failures);
+      const delay = Math.min(RESPAWN_DELAY_MAX_MS, RESPAWN_DELAY_MS * 2 ** (failures - 1));
+      if (reason instanceof WorkerStartError) reason.retryInMs = delay;
+      this.#tell(() => this.#options.onWorkerReplaced(worker.id, reason));
+      this.#later(delay, () => {
         if (this.#workers[worker.id] === worker && !this.#closing) this.#workers[worker.id] = this.#spawn(worker.id);
       });
     } else {
+      this.#tell(() => this.#options.onWorkerReplaced(worker.id, reason));
       this.#workers[worker.id] = this.#spawn(worker.id);
     }
     this.#pump();

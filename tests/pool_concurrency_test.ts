@@ -26,7 +26,7 @@ function pool(size: number, options: ThreadPoolOptions<PoolTestJob, PoolTestResu
   Object.defineProperty(p, "ready", { get: () => within(JOB_LIMIT_MS, "pool.ready", ready) });
   const close = p.close.bind(p);
   p.close = () => within(JOB_LIMIT_MS, "pool.close()", close());
-  p[Symbol.asyncDispose] = () => p.close();
+  p[Symbol.asyncDispose] = async () => void await p.close();
   return p;
 }
 
