@@ -33,7 +33,8 @@ function readEnv(name: string): string | undefined {
 /**
  * Runs the server with the given arguments and resolves to the exit code:
  * 0 after a graceful shutdown or `--help`, 1 when the server cannot start,
- * 2 for a bad command line. `hooks` lets an embedding program (or a test)
+ * 2 for a bad command line, 75 (`EXIT_RESTART`) after draining because too
+ * many worker threads were stuck in code that cannot be stopped. `hooks` lets an embedding program (or a test)
  * swap the worker module.
  */
 export async function main(args: string[], hooks: StartHooks = {}): Promise<number> {
@@ -88,12 +89,12 @@ export async function main(args: string[], hooks: StartHooks = {}): Promise<numb
   }
   const workers = `${options.workers} worker${options.workers === 1 ? "" : "s"}`;
   const each = `${options.concurrency} request${options.concurrency === 1 ? "" : "s"} at a time each`;
-  console.log(`Listening on ${server.url} with ${workers}, ${each}`);
+  console.log(`Listening on ${server.url} with ${workers}, ${each}, up to ${server.workerMemoryMb} MiB of heap each`);
   if (firstSignalAt !== undefined) server.shutdown();
   await server.finished;
   removeListeners();
   console.log("Server stopped");
-  return 0;
+  return server.exitCode;
 }
 
 if (import.meta.main) {

@@ -46,6 +46,8 @@ export interface Reply extends HandlerResult {
    * was dropped); `bytes` then hold the main thread's error response.
    */
   failure?: unknown;
+  /** Whether `failure` is worth a log line of its own (a handler's error, with its stack). */
+  reportFailure?: boolean;
 }
 
 /**
@@ -478,7 +480,7 @@ export class Connection {
       // Its client left and the request ended without an answer (dropped from the queue, or the
       // handler stopped when its signal aborted): nothing is sent and nothing is wrong.
       if (this.#peerGone) return { bytes: 0, complete: false };
-      if (out.status === 500) this.#host.logError("Handler failed", out.failure);
+      if (out.reportFailure) this.#host.logError("Handler failed", out.failure);
     }
     if (out.upgradeRefused) {
       this.#host.logNotice(

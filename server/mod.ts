@@ -21,7 +21,15 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { HANDLER_CODEC } from "../handlers/codec.ts";
 import type { HandlerData, HandlerJob, HandlerResult, StreamPart } from "../handlers/mod.ts";
-import { JobTimeoutError, QueueFullError, ThreadPool, WorkerStuckError } from "../pool/mod.ts";
+import {
+  JobTimeoutError,
+  QueueFullError,
+  QueueTimeoutError,
+  ThreadPool,
+  WorkerCrashError,
+  WorkerStartError,
+  WorkerStuckError,
+} from "../pool/mod.ts";
 import {
   type Admission,
   Connection,
@@ -31,7 +39,7 @@ import {
   type RequestLogEntry,
   RETRY_AFTER,
 } from "./connection.ts";
-import type { ServerOptions } from "./options.ts";
+import { EXIT_RESTART, type ServerOptions, workerMemoryFor } from "./options.ts";
 
 export * from "./options.ts";
 
@@ -69,6 +77,13 @@ export interface StartHooks {
 export interface Server {
   /** The address really bound. */
   readonly addr: Deno.NetAddr;
+  /** The heap limit each worker got, in MiB (given, or derived from the machine's memory). */
+  readonly workerMemoryMb: number;
+  /**
+   * The exit status the process should end with once {@linkcode Server.finished}
+   * resolves: 0, or {@linkcode EXIT_RESTART} after too many stuck threads.
+   */
+  readonly exitCode: number;
   /** `http://host:port/` for the bound address. */
   readonly url: string;
   /** Starts a graceful shutdown (idempotent) and resolves when it is done. */
@@ -78,6 +93,10 @@ export interface Server {
 }
 
 const WORKER_URL = new URL("../handlers/worker.ts", import.meta.url);
+// The longest a request waits for a worker is the handler timeout, but never less than this: a
+// replacement worker needs a moment to start, and a short handler timeout should not turn that
+// moment into 503s.
+const MIN_QUEUE_WAIT_MS = 10_000;
 // After a failed accept (out of file descriptors, say), wait before the next try.
 const ACCEPT_RETRY_MS = 50;
 // How often connections are checked against their deadlines: timeouts are in
@@ -87,6 +106,15 @@ const DEADLINE_SWEEP_MS = 250;
 function formatUrl(addr: Deno.NetAddr): string {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   return `http://${host}:${addr.port}/`;
+}
+
+// The machine's memory in bytes, or undefined when it cannot be read (no --allow-sys=systemMemoryInfo).
+function totalMemory(): number | undefined {
+  try {
+    return Deno.systemMemoryInfo().total;
+  } catch {
+    return undefined;
+  }
 }
 
 function describe(error: unknown): string {
@@ -143,6 +171,10 @@ export async function startServer(
     maxHeaderCount: options.maxHeaderCount,
     maxBody: options.maxBody,
   };
+  const workerMemoryMb = options.workerMemoryMb ?? workerMemoryFor(options.workers, totalMemory());
+  const maxStuckThreads = options.maxStuckThreads ?? Math.max(1, navigator.hardwareConcurrency || 1);
+  const queueTimeoutMs = Math.max(options.handlerTimeoutMs, MIN_QUEUE_WAIT_MS);
+  let exitCode = 0;
   const pool = new ThreadPool<HandlerJob, HandlerResult>(options.workers, hooks.workerUrl ?? WORKER_URL, {
     data: {
       root: options.root,
@@ -154,10 +186,33 @@ export async function startServer(
     } satisfies HandlerData,
     codec: HANDLER_CODEC,
     concurrency: options.concurrency,
+    resourceLimits: { maxOldGenerationSizeMb: workerMemoryMb },
     maxQueue: options.queue,
     // Workers that never served (a failed start) are stopped without a word.
     onWorkerStop: (id) => started && logger.info(`Shutting down worker ${id}`),
-    onWorkerReplaced: (id, reason) => logError(`Worker ${id} replaced: ${reason.message}`),
+    onWorkerReplaced: (id, reason) => {
+      if (reason instanceof WorkerStuckError) {
+        // Deno cannot stop its thread: it may run on. Past the limit, only a fresh process helps.
+        const { stuckThreads } = reason;
+        logError(
+          `Worker ${id} replaced: ${reason.message}; its thread cannot be stopped ` +
+            `(${stuckThreads} of ${maxStuckThreads} stuck threads tolerated)`,
+        );
+        if (stuckThreads >= maxStuckThreads && exitCode === 0) {
+          exitCode = EXIT_RESTART;
+          logError(
+            `${stuckThreads} worker threads are stuck in code that cannot be stopped: ` +
+              `draining, then exiting with status ${EXIT_RESTART} so that a supervisor starts a fresh process`,
+          );
+          queueMicrotask(shutdown);
+        }
+        return;
+      }
+      const retry = reason instanceof WorkerStartError && reason.retryInMs !== undefined
+        ? `; trying again in ${reason.retryInMs / 1000} s`
+        : "";
+      logError(`Worker ${id} replaced: ${reason.message}${retry}`);
+    },
   });
   let started = false;
   try {
@@ -216,6 +271,8 @@ export async function startServer(
       pool.execute(job, {
         transfer: [job.bytes.buffer as ArrayBuffer],
         timeout: options.handlerTimeoutMs,
+        // A request that cannot even start within this long gets 503, never waits forever.
+        queueTimeout: queueTimeoutMs,
         signal,
         onProgress(data, ack, cancel) {
           const part = data as StreamPart;
@@ -236,15 +293,19 @@ export async function startServer(
   // A request the pool could not answer: the client gets a status; the connection logs the
   // reason of a 500 (never to the client), unless the client has gone.
   function failedJob(error: unknown): Reply {
-    if (error instanceof QueueFullError) return { ...errorResult(503, [RETRY_AFTER]), failure: error };
+    if (error instanceof QueueFullError || error instanceof QueueTimeoutError) {
+      return { ...errorResult(503, [RETRY_AFTER]), failure: error };
+    }
     // Past the handler timeout, on its own or on a worker found stuck (whose replacement is logged).
     if (error instanceof JobTimeoutError || error instanceof WorkerStuckError) {
       return { ...errorResult(503), failure: error };
     }
     // Dropped before it ran because its client went away.
     if (error instanceof DOMException && error.name === "AbortError") return { ...errorResult(503), failure: error };
-    // The handler threw, or its worker crashed.
-    return { ...errorResult(500), failure: error };
+    // Its worker died: the pool's replacement line says why.
+    if (error instanceof WorkerCrashError) return { ...errorResult(500), failure: error };
+    // The handler threw: its stack goes to the log, never to the client.
+    return { ...errorResult(500), failure: error, reportFailure: true };
   }
 
   const busy = errorResult(503, [RETRY_AFTER]).bytes;
@@ -309,7 +370,16 @@ export async function startServer(
 
   acceptLoop();
   const addr = listener.addr;
-  return { addr, url: formatUrl(addr), shutdown, finished: finished.promise };
+  return {
+    addr,
+    url: formatUrl(addr),
+    workerMemoryMb,
+    get exitCode() {
+      return exitCode;
+    },
+    shutdown,
+    finished: finished.promise,
+  };
 }
 
 /**

@@ -19,6 +19,13 @@ export interface ServerOptions {
   workers: number;
   /** Requests one worker runs at once (while some await, the others run). */
   concurrency: number;
+  /** Heap limit of each worker in MiB; `undefined` derives it from the machine's memory ({@linkcode workerMemoryFor}). */
+  workerMemoryMb: number | undefined;
+  /**
+   * Worker threads stuck in code Deno cannot stop that the server tolerates;
+   * at this many it drains and exits with {@linkcode EXIT_RESTART}. `undefined`: one per CPU core.
+   */
+  maxStuckThreads: number | undefined;
   /** Folder holding `hello.html` and `404.html`. */
   root: string;
   /** Serve this many requests, then shut down; `undefined` serves forever. */
@@ -66,6 +73,11 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
   // awaiting request costs a few kilobytes, not a thread); beyond that requests wait in the
   // shared queue, where any worker with room, an idle one first, takes them.
   concurrency: 256,
+  // Derived from the machine's memory when the server starts; see workerMemoryFor.
+  workerMemoryMb: undefined,
+  // One per core: each stuck thread that spins takes a core for good, so at this many the
+  // process would have none left (navigator.hardwareConcurrency when the server starts).
+  maxStuckThreads: undefined,
   root: fileURLToPath(new URL("../static/", import.meta.url)),
   maxRequests: undefined,
   quiet: false,
@@ -93,6 +105,49 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
 
 // More threads than this is a typo, not a configuration: each worker is a V8 isolate.
 const MAX_WORKERS = 1024;
+// A worker's runtime, the app and its modules need a few tens of MiB before any request.
+const MIN_WORKER_MEMORY_MB = 64;
+// The derived heap limit: the share of the machine's memory the workers may fill together (the
+// main thread, socket buffers and everything else keep the rest), and its bounds for one worker.
+const WORKER_MEMORY_SHARE = 0.5;
+const AUTO_WORKER_MEMORY_MB = { min: 256, max: 4096 };
+// When the machine's memory cannot be read.
+const FALLBACK_WORKER_MEMORY_MB = 1024;
+
+/**
+ * The exit status after the server drained and stopped because too many worker
+ * threads were stuck in code Deno cannot stop (`--max-stuck-threads`): a
+ * supervisor should start a fresh process (sysexits' `EX_TEMPFAIL`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EXIT_RESTART } from "./options.ts";
+ * assert.equal(EXIT_RESTART, 75);
+ * ```
+ */
+export const EXIT_RESTART = 75;
+
+/**
+ * The heap limit each of `workers` workers gets by default: half of
+ * `totalBytes` (the machine's memory) shared among them, between 256 and
+ * 4096 MiB; 1024 MiB when the memory is not known.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { workerMemoryFor } from "./options.ts";
+ * assert.equal(workerMemoryFor(4, 24 * 1024 ** 3), 3072);
+ * assert.equal(workerMemoryFor(4, 64 * 1024 ** 3), 4096);
+ * assert.equal(workerMemoryFor(64, 8 * 1024 ** 3), 256);
+ * assert.equal(workerMemoryFor(4, undefined), 1024);
+ * ```
+ */
+export function workerMemoryFor(workers: number, totalBytes: number | undefined): number {
+  if (totalBytes === undefined || !(totalBytes > 0)) return FALLBACK_WORKER_MEMORY_MB;
+  const share = Math.floor(totalBytes * WORKER_MEMORY_SHARE / workers / (1024 * 1024));
+  return Math.min(AUTO_WORKER_MEMORY_MB.max, Math.max(AUTO_WORKER_MEMORY_MB.min, share));
+}
 // A day: longer timeouts are mistakes, and setTimeout cannot go past about 24.8 days anyway.
 const MAX_TIMEOUT_SECONDS = 86_400;
 
@@ -181,6 +236,26 @@ export const FLAGS: readonly FlagDoc[] = [
     max: MAX_CONCURRENCY,
     defaultText: String(DEFAULTS.concurrency),
     description: "Requests one worker runs at once; 1 is the book's model",
+  },
+  {
+    flag: "--worker-memory",
+    key: "workerMemoryMb",
+    kind: "integer",
+    value: "MB",
+    min: MIN_WORKER_MEMORY_MB,
+    max: 1024 * 1024,
+    defaultText: "half the memory / workers",
+    description: "Heap limit of each worker in MiB (256 to 4096 when derived); past it the worker is replaced",
+  },
+  {
+    flag: "--max-stuck-threads",
+    key: "maxStuckThreads",
+    kind: "integer",
+    value: "N",
+    min: 1,
+    max: MAX_WORKERS,
+    defaultText: "CPU cores",
+    description: `Stuck threads Deno cannot stop before the server drains and exits ${EXIT_RESTART} for a restart`,
   },
   {
     flag: "--root",

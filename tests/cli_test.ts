@@ -1,5 +1,6 @@
 // The command line: bad values exit 2 with one clear line naming the flag and the value.
 import assert from "node:assert/strict";
+import { workerMemoryFor } from "../server/options.ts";
 import { FLAGS } from "../server/options.ts";
 import { spawnServer, startServer } from "./_server.ts";
 
@@ -64,7 +65,12 @@ Deno.test("PORT, HOST, WORKERS and CONCURRENCY are read from the environment whe
   });
   await using _ = server;
   const line = await server.waitForLine(/^Listening on /);
-  assert.equal(line, `Listening on http://127.0.0.1:${port}/ with 3 workers, 7 requests at a time each`);
+  assert.match(
+    line,
+    new RegExp(
+      `^Listening on http://127\\.0\\.0\\.1:${port}/ with 3 workers, 7 requests at a time each, up to \\d+ MiB of heap each$`,
+    ),
+  );
   const response = await fetch(`http://127.0.0.1:${port}/`);
   await response.body?.cancel();
   assert.equal((await server.exited()).code, 0);
@@ -73,15 +79,18 @@ Deno.test("PORT, HOST, WORKERS and CONCURRENCY are read from the environment whe
 
 Deno.test("a flag wins over its environment variable", async () => {
   await using server = await startServer(["--workers", "1", "--concurrency", "1"], { WORKERS: "5", CONCURRENCY: "9" });
-  assert.match(server.lines[0], /with 1 worker, 1 request at a time each$/);
+  assert.match(server.lines[0], /with 1 worker, 1 request at a time each, up to \d+ MiB of heap each$/);
 });
 
 Deno.test("the start-up line prints the port really bound when --port is 0", async () => {
   await using server = await startServer(["--workers", "1"]);
   assert.notEqual(server.port, 0);
+  // One worker on this machine's memory: the derived heap limit is the top of its range.
   assert.equal(
     server.lines[0],
-    `Listening on http://127.0.0.1:${server.port}/ with 1 worker, 256 requests at a time each`,
+    `Listening on http://127.0.0.1:${server.port}/ with 1 worker, 256 requests at a time each, up to ${
+      workerMemoryFor(1, Deno.systemMemoryInfo().total)
+    } MiB of heap each`,
   );
   const response = await fetch(`http://127.0.0.1:${server.port}/`);
   assert.equal(response.status, 200);

@@ -3,8 +3,14 @@
 import assert from "node:assert/strict";
 import { connect, get, request, send, ServerProcess, spawnServer, startServer } from "./_server.ts";
 
+// These tests get many workers stuck on purpose; the limit that restarts the server is tested in
+// tests/faults_test.ts, so here it is set out of reach.
 async function startFaulty(args: string[]): Promise<ServerProcess> {
-  const server = spawnServer(["--port", "0", ...args], {}, "tests/fixtures/faulty_server.ts");
+  const server = spawnServer(
+    ["--port", "0", "--max-stuck-threads", "100", ...args],
+    {},
+    "tests/fixtures/faulty_server.ts",
+  );
   await server.listening();
   return server;
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DEFAULTS, FLAGS, parseCli, UsageError } from "../server/options.ts";
+import { DEFAULTS, FLAGS, parseCli, UsageError, workerMemoryFor } from "../server/options.ts";
 
 const noEnv = () => undefined;
 
@@ -20,6 +20,9 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
     "--workers",
     "8",
     "--concurrency=16",
+    "--worker-memory",
+    "512",
+    "--max-stuck-threads=3",
     "--root",
     "/tmp",
     "--max-requests=2",
@@ -56,6 +59,8 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
       port: 0,
       workers: 8,
       concurrency: 16,
+      workerMemoryMb: 512,
+      maxStuckThreads: 3,
       root: "/tmp",
       maxRequests: 2,
       quiet: true,
@@ -100,6 +105,22 @@ Deno.test("parseCli() takes PORT, HOST, WORKERS and CONCURRENCY from the environ
   assert.equal(fromFlags.options.port, 9090);
   assert.equal(fromFlags.options.workers, 3);
   assert.equal(fromFlags.options.concurrency, 1);
+});
+
+Deno.test("parseCli() takes --worker-memory from 64 MiB and refuses 63", () => {
+  const result = parseCli(["--worker-memory", "64"], noEnv);
+  assert.ok(!result.help && result.options.workerMemoryMb === 64);
+  assert.throws(() => parseCli(["--worker-memory", "63"], noEnv), /Invalid --worker-memory/);
+  assert.equal(DEFAULTS.workerMemoryMb, undefined, "derived from the machine when not given");
+});
+
+Deno.test("workerMemoryFor() shares half the machine's memory among the workers, within 256 to 4096 MiB", () => {
+  const GiB = 1024 ** 3;
+  assert.equal(workerMemoryFor(4, 24 * GiB), 3072);
+  assert.equal(workerMemoryFor(1, 8 * GiB), 4096, "at most 4096");
+  assert.equal(workerMemoryFor(32, 8 * GiB), 256, "at least 256");
+  assert.equal(workerMemoryFor(16, 16 * GiB), 512);
+  assert.equal(workerMemoryFor(4, undefined), 1024, "memory unknown");
 });
 
 Deno.test("parseCli() takes --concurrency from 1 to 65536 and refuses 0 and 65537", () => {
