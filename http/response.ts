@@ -153,3 +153,46 @@ export function errorResponse(status: number, extraHeaders: Array<[string, strin
     close: true,
   });
 }
+
+const CRLF_CRLF = [13, 10, 13, 10];
+
+/**
+ * `response` (a serialized head, and any body bytes after it) with its
+ * `Connection` header saying `close`: a `Connection` header already there is
+ * replaced, otherwise one is added as the head's last header. The body bytes
+ * are kept as they are; bytes without a complete head are returned unchanged.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serializeResponse, withConnectionClose } from "./response.ts";
+ * const bytes = serializeResponse({ status: 200, body: new TextEncoder().encode("hi"), keepAlive: true });
+ * const text = new TextDecoder().decode(withConnectionClose(bytes));
+ * assert.ok(text.includes("\r\nConnection: close\r\n\r\nhi"));
+ * assert.ok(!text.includes("keep-alive"));
+ * ```
+ */
+export function withConnectionClose(response: Uint8Array): Uint8Array {
+  const end = indexOfHeadEnd(response);
+  if (end === -1) return response;
+  // Latin-1, one character per byte, as heads are written.
+  let head = "";
+  for (let i = 0; i < end + 2; i++) head += String.fromCharCode(response[i]);
+  const lines = head.split("\r\n").slice(0, -1);
+  const kept = lines.filter((line, i) => i === 0 || !/^connection\s*:/i.test(line));
+  const newHead = `${kept.join("\r\n")}\r\nConnection: close\r\n\r\n`;
+  const rest = response.subarray(end + 4);
+  const out = new Uint8Array(newHead.length + rest.length);
+  for (let i = 0; i < newHead.length; i++) out[i] = newHead.charCodeAt(i);
+  out.set(rest, newHead.length);
+  return out;
+}
+
+// Where the blank line that ends a head starts, or -1.
+function indexOfHeadEnd(bytes: Uint8Array): number {
+  outer: for (let i = 0; i + 4 <= bytes.length; i++) {
+    for (let j = 0; j < 4; j++) if (bytes[i + j] !== CRLF_CRLF[j]) continue outer;
+    return i;
+  }
+  return -1;
+}

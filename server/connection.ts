@@ -16,7 +16,13 @@
  *
  * @module
  */
-import { errorResponse, type FrameProgress, frameRequest, type RequestLimits } from "../http/mod.ts";
+import {
+  errorResponse,
+  type FrameProgress,
+  frameRequest,
+  type RequestLimits,
+  withConnectionClose,
+} from "../http/mod.ts";
 import type { FileBody, HandlerJob, HandlerResult } from "../handlers/mod.ts";
 
 // Reads from a file being sent: large enough for few system calls, small enough per connection.
@@ -29,6 +35,12 @@ const MIN_READ = 1024;
 // Responses in flight on one connection before we stop reading: a pipelining
 // client cannot queue unbounded work.
 const MAX_PIPELINED = 16;
+// While reading is paused for MAX_PIPELINED, bytes are still read ahead, up to this many in the
+// buffer, so that a client that leaves is noticed; past it TCP's flow control holds the client.
+const MAX_READ_AHEAD = 64 * 1024;
+// Once the server drains, an idle keep-alive connection stays open this long, so that a request
+// already on its way (sent before the client could know) gets 503 instead of a bare close.
+const DRAIN_GRACE_MS = 500;
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 
@@ -221,6 +233,9 @@ export class Connection {
   #progress: FrameProgress | undefined;
   // Complete requests wait in the buffer while MAX_PIPELINED responses are in flight.
   #backpressure = false;
+  // A read into #scratch made while paused, not yet added to the buffer (which parsing may move).
+  #ahead: Promise<number | null | "reset"> | undefined;
+  #scratch: Uint8Array | undefined;
   #writeDeadline = Infinity;
   // Sends made on the socket so far.
   #sends = 0;
@@ -254,10 +269,16 @@ export class Connection {
     this.done = this.#serve();
   }
 
-  /** Closes now when no response is pending, or else after the last pending response. */
+  /**
+   * Drains the connection: the last pending response says `Connection: close`
+   * and the connection closes after it; an idle one closes after a short
+   * grace in which a request that arrives gets 503 and a close.
+   */
   closeWhenIdle(): void {
     this.#closeWhenIdle = true;
-    if (this.#inflight === 0) this.#close();
+    if (this.#inflight === 0 && this.#length === 0) {
+      this.#deadline = Math.min(this.#deadline, performance.now() + DRAIN_GRACE_MS);
+    }
   }
 
   /**
@@ -303,19 +324,75 @@ export class Connection {
       this.#deadline = Infinity;
     } else if (this.#waiting !== "idle") {
       this.#waiting = "idle";
-      this.#deadline = performance.now() + timeouts.keepAlive;
+      this.#deadline = performance.now() + (this.#closeWhenIdle ? DRAIN_GRACE_MS : timeouts.keepAlive);
     }
   }
 
   // The free end of the buffer, for the next read; the buffer doubles when little is
   // free, so a large body costs linear copying.
   #room(): Uint8Array {
-    if (this.#buffer.length - this.#length < MIN_READ) {
-      const grown = new Uint8Array(this.#buffer.length * 2);
-      grown.set(this.#buffer.subarray(0, this.#length));
-      this.#buffer = grown;
-    }
+    this.#reserve(MIN_READ);
     return this.#buffer.subarray(this.#length);
+  }
+
+  // Makes room for `n` more bytes in the buffer, doubling it as often as needed.
+  #reserve(n: number): void {
+    if (this.#buffer.length - this.#length >= n) return;
+    let size = this.#buffer.length * 2;
+    while (size - this.#length < n) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.#buffer.subarray(0, this.#length));
+    this.#buffer = grown;
+  }
+
+  // Reads more bytes into the buffer (or takes those a read-ahead brought): "data", "eof" when the
+  // client closed its side, "reset" when the socket failed or we closed it.
+  async #readMore(): Promise<"data" | "eof" | "reset"> {
+    if (this.#ahead) return this.#takeAhead(await this.#ahead);
+    try {
+      const n = await this.#conn.read(this.#room());
+      if (n === null) return "eof";
+      this.#length += n;
+      return "data";
+    } catch {
+      return "reset";
+    }
+  }
+
+  #takeAhead(result: number | null | "reset"): "data" | "eof" | "reset" {
+    this.#ahead = undefined;
+    if (result === null) return "eof";
+    if (result === "reset") return result;
+    this.#reserve(result);
+    this.#buffer.set(this.#scratch!.subarray(0, result), this.#length);
+    this.#length += result;
+    return "data";
+  }
+
+  // Waits until the responses in flight are written, reading ahead meanwhile (up to
+  // MAX_READ_AHEAD bytes in the buffer) so that a client that leaves is noticed: its queued
+  // requests are dropped and running ones see their signal abort, instead of holding workers.
+  async #pause(): Promise<void> {
+    let drained = false;
+    const tail = this.#tail.then(() => {
+      drained = true;
+    });
+    while (!drained && !this.#peerGone && !this.#closed && this.#length < MAX_READ_AHEAD) {
+      this.#ahead ??= this.#conn.read(this.#scratch ??= new Uint8Array(MIN_READ * 16)).catch(() => "reset" as const);
+      const result = await Promise.race([tail.then(() => undefined), this.#ahead]);
+      // Drained first: the read stays pending, and the reading loop takes it next.
+      if (result === undefined) break;
+      this.#ended(this.#takeAhead(result));
+    }
+    await tail;
+  }
+
+  // What a read that brought no data means: the client left (or the socket failed).
+  #ended(got: "data" | "eof" | "reset"): void {
+    if (got === "data" || this.#closed) return;
+    this.#peerLeft();
+    // Reset: nothing more can reach the client.
+    if (got === "reset") this.#close();
   }
 
   // Removes the first `n` bytes (one framed request) and returns a copy of them.
@@ -332,20 +409,9 @@ export class Connection {
     let continued = false;
     try {
       reading: while (!this.#stopReading) {
-        let n: number | null;
-        try {
-          n = await this.#conn.read(this.#room());
-        } catch {
-          // Reset by the peer (or closed by us): nothing more can reach it.
-          if (!this.#closed) {
-            this.#peerLeft();
-            this.#close();
-          }
-          break;
-        }
-        if (n === null) this.#peerLeft();
-        if (n === null || this.#closed || this.#stopReading) break;
-        this.#length += n;
+        const got = await this.#readMore();
+        this.#ended(got);
+        if (got !== "data" || this.#closed || this.#stopReading) break;
         this.#updateDeadline();
         while (this.#length > 0) {
           const framed = frameRequest(this.#buffer.subarray(0, this.#length), this.#host.limits, this.#progress);
@@ -392,9 +458,9 @@ export class Connection {
           if (this.#inflight >= MAX_PIPELINED) {
             this.#backpressure = true;
             this.#updateDeadline();
-            await this.#tail;
+            await this.#pause();
             this.#backpressure = false;
-            if (this.#closed || this.#stopReading) break reading;
+            if (this.#closed || this.#stopReading || this.#peerGone) break reading;
             this.#waiting = "none";
             this.#updateDeadline();
           }
@@ -425,7 +491,9 @@ export class Connection {
   async #watchForClose(): Promise<void> {
     const scratch = new Uint8Array(1024);
     try {
-      while (!this.#closed) {
+      // A read made ahead while reading was paused goes first: never two reads at once.
+      const ahead = this.#ahead && await this.#ahead;
+      while (ahead !== null && ahead !== "reset" && !this.#closed) {
         if (await this.#conn.read(scratch) === null) break;
       }
     } catch {
@@ -449,6 +517,12 @@ export class Connection {
         out = await result;
       } catch (error) {
         out = { ...errorResult(500), failure: error };
+      }
+      // Draining, the last answer in flight tells the client that the connection ends with it,
+      // so the client sends nothing more that would meet a closed socket.
+      if (this.#closeWhenIdle && this.#inflight === 1 && !out.close && !this.#peerGone) {
+        out = { ...out, bytes: withConnectionClose(out.bytes), close: true };
+        this.#stopReading = true;
       }
       const { bytes, complete } = await this.#send(method, target, out);
       // A stream that will not be sent whole (the client left) must not keep its worker producing.
