@@ -196,12 +196,12 @@ export async function startServer(
         const { stuckThreads } = reason;
         logError(
           `Worker ${id} replaced: ${reason.message}; its thread cannot be stopped ` +
-            `(${stuckThreads} of ${maxStuckThreads} stuck threads tolerated)`,
+            `(stuck threads: ${stuckThreads}; at ${maxStuckThreads} the server drains and exits ${EXIT_RESTART})`,
         );
         if (stuckThreads >= maxStuckThreads && exitCode === 0) {
           exitCode = EXIT_RESTART;
           logError(
-            `${stuckThreads} worker threads are stuck in code that cannot be stopped: ` +
+            `${stuckThreads} stuck worker thread${stuckThreads === 1 ? "" : "s"}, the limit: ` +
               `draining, then exiting with status ${EXIT_RESTART} so that a supervisor starts a fresh process`,
           );
           queueMicrotask(shutdown);
@@ -211,7 +211,7 @@ export async function startServer(
       const retry = reason instanceof WorkerStartError && reason.retryInMs !== undefined
         ? `; trying again in ${reason.retryInMs / 1000} s`
         : "";
-      logError(`Worker ${id} replaced: ${reason.message}${retry}`);
+      logError(retry ? `${reason.message}${retry}` : `Worker ${id} replaced: ${reason.message}`);
     },
   });
   let started = false;
