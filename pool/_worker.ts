@@ -1,6 +1,6 @@
 /**
  * One worker of the pool as the main thread sees it: the book's `Worker`.
- * It owns a thread (a module Web Worker), its end of the job channel, its
+ * It owns a thread (a `node:worker_threads` module worker), its end of the job channel, its
  * lifecycle and its counters.
  *
  * Lifecycle: `starting` (the module loads and sets up) → `ready` (taking
