@@ -14,6 +14,8 @@ export interface InitMessage {
   data: unknown;
   queue: QueueBuffers;
   block: SharedArrayBuffer;
+  /** The worker's heap limit in MiB (`resourceLimits.maxOldGenerationSizeMb`), when it has one. */
+  heapLimitMb?: number;
 }
 
 /** Pool to worker: the payload of the job at `seq`, which the worker asked for; absent when it was cancelled. */

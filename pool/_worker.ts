@@ -222,6 +222,7 @@ export class Worker {
       data: this.#init.data,
       queue: this.#init.queue,
       block: this.port.block.buffer,
+      heapLimitMb: this.#init.resourceLimits.maxOldGenerationSizeMb,
     });
     // It cannot be told who it is (the pool checked that the data clones): it fails as if it had crashed.
     if (!sent) this.#fail("its start-up data could not be sent");

@@ -12,6 +12,7 @@
  * @module
  */
 import process from "node:process";
+import { getHeapStatistics } from "node:v8";
 import { parentPort } from "node:worker_threads";
 import { type FromWorker, type JobMessage, serializeError, type ToWorker } from "./_messages.ts";
 import { type Claim, HEARTBEAT_MS, WorkerEnd } from "./_channel.ts";
@@ -140,6 +141,13 @@ const SETTLE_TURNS = 16;
 
 // Claims between looks at the clock, which costs a call into the runtime.
 const CLOCK_EVERY = 16;
+
+// The share of its heap limit past which a worker whose job timed out is taken to have run out of memory.
+const HEAP_NEARLY_FULL = 2 / 3;
+
+function heapNearlyFull(limitMb: number): boolean {
+  return getHeapStatistics().used_heap_size > limitMb * 1024 * 1024 * HEAP_NEARLY_FULL;
+}
 
 /**
  * Serves jobs from the pool inside a worker, up to the pool's `concurrency`
@@ -291,9 +299,11 @@ export function runJobs<Job, Result, Data = unknown>(
   }
 
   let end: WorkerEnd | undefined;
+  let heapLimitMb: number | undefined;
   port.on("message", (message: ToWorker) => {
     switch (message.type) {
       case "init": {
+        heapLimitMb = message.heapLimitMb;
         const context: WorkerContext<Data> = { id: message.id, data: message.data as Data };
         const attached = end = new WorkerEnd(message.queue, message.number, message.block);
         (async () => {
@@ -323,6 +333,13 @@ export function runJobs<Job, Result, Data = unknown>(
         const run = runs.get(message.seq);
         if (!run) break;
         run.abort(message.kind);
+        // Deno 2.9 now and then misses reporting a worker that reached its heap limit: the job
+        // that ran out of memory just never ends, and the thread goes on with its heap nearly
+        // full. When a job times out on a worker holding most of its limit, the worker ends as
+        // if the report had come.
+        if (message.kind === "timeout" && heapLimitMb !== undefined && heapNearlyFull(heapLimitMb)) {
+          crash(new Error("it ran out of memory"));
+        }
         // A job the pool has failed already gives back its room now, whatever it does next.
         if (message.kind !== "cancel" && end) finish(run, end);
         break;

@@ -68,14 +68,17 @@ async function poolIsWhole(server: ServerProcess): Promise<void> {
 }
 
 Deno.test("a handler that allocates without end costs only its worker: 500 for it, 20 requests beside it succeed, RSS comes back", async () => {
-  await using server = await startServer(["--workers", "2", "--worker-memory", "256", "--app", APP]);
+  const args = ["--workers", "2", "--worker-memory", "256", "--handler-timeout", "3", "--app", APP];
+  await using server = await startServer(args);
   const pid = server.child.pid;
   await normalRequests(server, 4);
   const rssBefore = await rssKiB(pid);
   const bomb = ask(server, "/bomb");
   const beside = normalRequests(server, 20);
   const [answer] = await Promise.all([bomb, beside]);
-  assert.equal(answer.status, 500);
+  // 500 at once; 503 at the handler timeout when Deno missed reporting the worker's end (then the
+  // worker, most of its heap full, ends itself: pool/run_jobs.ts).
+  assert.ok(answer.status === 500 || answer.status === 503, `${answer.status}`);
   const line = await server.waitForLine(/replaced/);
   assert.match(line, /^Worker \d replaced: Worker \d crashed: it ran out of memory$/);
   assert.equal(server.errors.filter((l) => /replaced/.test(l)).length, 1, server.output());
@@ -87,14 +90,18 @@ Deno.test("a handler that allocates without end costs only its worker: 500 for i
 });
 
 Deno.test("--worker-memory at its least (64) is taken and holds, one less is refused", async () => {
-  await using server = await startServer(["--workers", "1", "--worker-memory", "64", "--app", APP]);
+  const args = ["--workers", "1", "--worker-memory", "64", "--handler-timeout", "3", "--app", APP];
+  await using server = await startServer(args);
   assert.match(server.lines[0], /up to 64 MiB of heap each$/);
   assert.equal((await ask(server, "/io")).status, 200);
-  // The limit holds: the first 100 MB the bomb asks for is past it.
+  // The limit holds: the first 100 MB the bomb asks for is past it. (503 at the handler timeout
+  // when Deno missed reporting the worker's end; it then holds nothing, and serves on.)
   const start = performance.now();
-  assert.equal((await ask(server, "/bomb")).status, 500);
+  const answer = await ask(server, "/bomb");
   assert.ok(performance.now() - start < 5000, `the bomb ran ${(performance.now() - start).toFixed(0)} ms`);
-  await server.waitForLine(/crashed: it ran out of memory$/);
+  if (answer.status === 500) await server.waitForLine(/crashed: it ran out of memory$/);
+  else assert.equal(answer.status, 503);
+  assert.equal((await ask(server, "/io")).status, 200);
   await using refused = spawnServer(["--port", "0", "--worker-memory", "63"]);
   assert.equal((await refused.exited()).code, 2);
   assert.match(refused.errors.join("\n"), /--worker-memory/);
