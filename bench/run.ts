@@ -55,7 +55,16 @@ interface ServerSpec {
 
 // This server, quiet, with its default worker count unless the flags say otherwise.
 function webserverCommand(...flags: string[]): string[] {
-  return ["run", "--allow-net", "--allow-read", "--allow-env", "main.ts", "--quiet", ...flags];
+  return [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-env",
+    "--allow-sys=systemMemoryInfo",
+    "main.ts",
+    "--quiet",
+    ...flags,
+  ];
 }
 
 // This server, quiet, with `workers` workers and any further flags.
