@@ -15,8 +15,11 @@ import { serveStatic, type StaticOptions } from "./static.ts";
 
 /** Everything a worker prepares once, at start-up. */
 export interface WorkerState {
+  /** What the main thread passed to every worker. */
   data: HandlerData;
+  /** The built-in routes' pages. */
   pages: Pages;
+  /** The static server's settings. */
   statics: StaticOptions;
   /** The `--app` module's app, when one was given. */
   app?: App;

@@ -23,8 +23,11 @@ export interface Pages {
 
 /** What a route answers; the worker turns it into response bytes. */
 export interface RouteResponse {
+  /** The response status. */
   status: number;
+  /** Header fields, in order. */
   headers: Array<[string, string]>;
+  /** The body bytes. */
   body: Uint8Array;
   /** When set, the body is these bytes of this file instead of `body`. */
   file?: FileBody;
@@ -52,7 +55,8 @@ export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-type Handler = (request: ParsedRequest, pages: Pages) => RouteResponse;
+/** A built-in route: the answer to a request, from the pages read at start-up. */
+export type Handler = (request: ParsedRequest, pages: Pages) => RouteResponse;
 
 /** The route table: path to handler. GET routes also answer HEAD. */
 export const ROUTES: ReadonlyMap<string, Handler> = new Map<string, Handler>([
@@ -64,7 +68,11 @@ export const ROUTES: ReadonlyMap<string, Handler> = new Map<string, Handler>([
 ]);
 
 /** The fallback when neither a route nor a static file answers. */
-export const NOT_FOUND: Handler = (_request, pages) => ({ status: 404, headers: [HTML], body: pages.notFound });
+export const NOT_FOUND: Handler = (_request: ParsedRequest, pages: Pages): RouteResponse => ({
+  status: 404,
+  headers: [HTML],
+  body: pages.notFound,
+});
 
 /**
  * The path of a request target: origin-form or absolute-form, query removed.

@@ -37,8 +37,11 @@ export type StaticResponse = RouteResponse;
 
 /** What the static server needs of a request. */
 export interface StaticRequest {
+  /** The request method. */
   method: string;
+  /** The request target, with any query. */
   target: string;
+  /** Header fields, in order. */
   headers: Array<[string, string]>;
 }
 

@@ -48,6 +48,8 @@ export class HttpError extends Error {
   readonly status: number;
 
   /**
+   * An error answered with `status`; `message` says what was wrong.
+   *
    * @example
    * ```ts
    * import assert from "node:assert/strict";
@@ -95,7 +97,9 @@ export interface RequestHead {
  * instead of starting over, so framing a body costs time linear in its size.
  */
 export interface FrameProgress {
+  /** The request's head, parsed once. */
   readonly head: RequestHead;
+  /** Where the walk of a chunked body stopped. */
   readonly cursor: Readonly<ChunkCursor>;
 }
 
@@ -398,7 +402,7 @@ function parseFields(
 }
 
 /** Where a chunked body's walk stopped, so the next call goes on from there. */
-interface ChunkCursor {
+export interface ChunkCursor {
   /** Offset of the next chunk-size line. */
   pos: number;
   /** Data bytes seen so far. */

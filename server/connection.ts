@@ -202,13 +202,17 @@ type Waiting = "none" | "first" | "idle" | "header" | "body";
 
 /** What the log records about one request. */
 export interface RequestLogEntry {
+  /** The request method, or `-` for a request that could not be read. */
   method: string;
+  /** The request target, or `-`. */
   target: string;
   /** The status sent, or 499 when the client went away before any answer was sent. */
   status: number;
   /** Bytes of the response written. */
   bytes: number;
+  /** Milliseconds from the request's arrival to its response's last byte. */
   ms: number;
+  /** The worker that answered; `undefined` when the main thread did. */
   workerId: number | undefined;
   /** The client closed its side (or stopped reading) before the response was complete. */
   clientGone?: boolean;

@@ -42,6 +42,7 @@ import {
 import { EXIT_RESTART, type ServerOptions, workerMemoryFor } from "./options.ts";
 
 export * from "./options.ts";
+export type { RequestLogEntry } from "./connection.ts";
 
 /** Where the server's lines go. */
 export interface Logger {
@@ -54,6 +55,8 @@ export interface Logger {
 /** A server that cannot start; the message is one line for the user. */
 export class StartError extends Error {
   /**
+   * A start-up failure described by `message`.
+   *
    * @example
    * ```ts
    * import assert from "node:assert/strict";

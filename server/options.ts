@@ -154,6 +154,8 @@ const MAX_TIMEOUT_SECONDS = 86_400;
 /** A bad command line; the message names the flag and the value. */
 export class UsageError extends Error {
   /**
+   * A bad command line described by `message`.
+   *
    * @example
    * ```ts
    * import assert from "node:assert/strict";
@@ -167,7 +169,8 @@ export class UsageError extends Error {
   }
 }
 
-type Kind = "string" | "text" | "boolean" | "integer" | "seconds";
+/** How a flag's value is read: a word, free text, no value, a whole number, or seconds with decimals. */
+export type Kind = "string" | "text" | "boolean" | "integer" | "seconds";
 
 /** One command-line flag, as listed by `--help` and the README. */
 export interface FlagDoc {

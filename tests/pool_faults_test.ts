@@ -1,6 +1,6 @@
 // ThreadPool's guards against faults: heap limits, queue timeouts, and the threads it had to give up on.
 import assert from "node:assert/strict";
-import { JobTimeoutError, QueueTimeoutError, ThreadPool, WorkerCrashError, WorkerStuckError } from "../pool/mod.ts";
+import { JobTimeoutError, QueueTimeoutError, ThreadPool, WorkerStuckError } from "../pool/mod.ts";
 import type { ThreadPoolOptions } from "../pool/mod.ts";
 import { BYTES_CODEC } from "./fixtures/bytes_worker.ts";
 import type { PoolTestJob, PoolTestResult } from "./fixtures/pool_worker.ts";
