@@ -229,6 +229,18 @@ export const BAD_CASES: readonly BadCase[] = [
     limits: small,
   },
   {
+    name: "request line one byte over maxRequestLine",
+    input: `GET /${"a".repeat(33 - "GET / HTTP/1.1".length)} HTTP/1.1\r\nHost: a\r\n\r\n`,
+    status: 414,
+    limits: small,
+  },
+  {
+    name: "unfinished request line one byte over maxRequestLine",
+    input: `GET /${"a".repeat(33 - "GET /".length)}`,
+    status: 414,
+    limits: small,
+  },
+  {
     name: "unfinished request line over maxRequestLine",
     input: `GET /${"a".repeat(40)}`,
     status: 414,

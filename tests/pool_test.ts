@@ -272,3 +272,14 @@ Deno.test("new ThreadPool() throws a DataCloneError at once for data that cannot
     return true;
   });
 });
+
+Deno.test("a worker that finishes a job takes the next queued one at once: 20 queued jobs on one worker take milliseconds", async () => {
+  await using p = pool(1);
+  await p.execute({ op: "double", n: 0 });
+  const start = performance.now();
+  const results = await Promise.all(Array.from({ length: 20 }, (_, n) => p.execute({ op: "double", n })));
+  const elapsed = performance.now() - start;
+  assert.deepEqual(results.map((r) => r.value), Array.from({ length: 20 }, (_, n) => n * 2));
+  // About 20 ms here; a worker that parks between jobs instead of claiming the next takes seconds.
+  assert.ok(elapsed < 600, `20 queued jobs took ${elapsed.toFixed(0)} ms`);
+});

@@ -698,6 +698,9 @@ Deno.test("If-Range with the current ETag honours the range; with another ETag t
   assert.equal(bin(current.body), "abcde");
   const stale = await fetchRaw(site.port, req("GET", "/abc.txt", 'Range: bytes=0-4\r\nIf-Range: "stale"\r\n'));
   assertFile(stale, ALPHABET, 'If-Range: "stale"');
+  // If-Range needs a strong match (RFC 9110 section 13.1.5): the same tag marked weak is not one.
+  const weak = await fetchRaw(site.port, req("GET", "/abc.txt", `Range: bytes=0-4\r\nIf-Range: W/${etag}\r\n`));
+  assertFile(weak, ALPHABET, `If-Range: W/${etag}`);
 });
 
 Deno.test("several ranges answer the whole file or multipart/byteranges, with the right bytes either way", async () => {
