@@ -1,5 +1,6 @@
 // Test helpers: run the real server as a child process, and talk to it over raw sockets.
 import { fileURLToPath as fromFileUrl } from "node:url";
+import { within } from "./_within.ts";
 
 export const PROJECT_ROOT = fromFileUrl(new URL("../", import.meta.url));
 export const STATIC_ROOT = fromFileUrl(new URL("../static/", import.meta.url));
@@ -130,6 +131,10 @@ export function spawnServer(args: string[], env: Record<string, string> = {}, en
 
 const START_ARGS = await taskArgs("start");
 
+// The longest a test waits for one response unless it says otherwise: longer than any handler
+// the tests run (the book's /sleep is 5 s), short enough that a hung server fails the test.
+const READ_TIMEOUT_MS = 20_000;
+
 /** A parsed HTTP response. */
 export interface Response1 {
   status: number;
@@ -168,8 +173,17 @@ export class ResponseReader {
     return true;
   }
 
-  /** Reads one response; `undefined` when the connection closed first. */
-  async read(options: { head?: boolean } = {}): Promise<Response1 | undefined> {
+  /**
+   * Reads one response; `undefined` when the connection closed first. Rejects when no whole
+   * response has arrived within `timeoutMs` (20 s by default), so a server that never answers
+   * fails the test instead of hanging the suite.
+   */
+  read(options: { head?: boolean; timeoutMs?: number } = {}): Promise<Response1 | undefined> {
+    const ms = options.timeoutMs ?? READ_TIMEOUT_MS;
+    return within(ms, "reading a response", this.#read(options));
+  }
+
+  async #read(options: { head?: boolean }): Promise<Response1 | undefined> {
     for (;;) {
       const text = decoder.decode(this.#buf);
       const headEnd = text.indexOf("\r\n\r\n");

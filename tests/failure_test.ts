@@ -19,11 +19,10 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Sends `n` requests for `/` at once; all must be answered 200. Returns how many were. */
+/** Sends `n` requests for `/` at once; returns how many were answered 200. */
 async function workersAnswering(port: number, n: number): Promise<number> {
   const responses = await Promise.all(Array.from({ length: n }, () => request(port, get("/"))));
-  assert.ok(responses.every((r) => r.status === 200));
-  return n;
+  return responses.filter((r) => r.status === 200).length;
 }
 
 Deno.test("a handler that throws gets 500 with a plain body, the stack goes to the log, the worker keeps serving", async () => {
