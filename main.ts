@@ -13,7 +13,16 @@
  *
  * @module
  */
-import { helpText, parseCli, type Server, StartError, type StartHooks, startServer, UsageError } from "./server/mod.ts";
+import {
+  EXIT_USAGE,
+  helpText,
+  parseCli,
+  type Server,
+  StartError,
+  type StartHooks,
+  startServer,
+  UsageError,
+} from "./server/mod.ts";
 
 // `deno task` forwards the terminal's Ctrl-C to the server, so one keypress can
 // arrive twice a few milliseconds apart; a repeat inside this window is the same press.
@@ -44,7 +53,7 @@ export async function main(args: string[], hooks: StartHooks = {}): Promise<numb
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(`webserver: ${error.message}`);
-      return 2;
+      return EXIT_USAGE;
     }
     throw error;
   }
@@ -83,7 +92,7 @@ export async function main(args: string[], hooks: StartHooks = {}): Promise<numb
     removeListeners();
     if (error instanceof StartError) {
       console.error(`webserver: ${error.message}`);
-      return error.message.startsWith("Invalid ") ? 2 : 1;
+      return error.exitCode;
     }
     throw error;
   }

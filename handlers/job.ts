@@ -46,10 +46,38 @@ export async function loadPages(root: string): Promise<Pages> {
   return { hello, notFound };
 }
 
+/** An `--app` module that cannot be loaded or has no `fetch`: a bad command line, exit status 2. */
+export class AppError extends Error {
+  /** The process's exit status for this failure. */
+  readonly exitCode = 2;
+
+  /**
+   * The app `app` (as the user named it) is unusable; `reason` says why, in one line.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { AppError } from "./job.ts";
+   * const error = new AppError("app.ts", "no such file");
+   * assert.equal(error.message, "Invalid --app: app.ts: no such file");
+   * assert.equal(error.exitCode, 2);
+   * ```
+   */
+  constructor(app: string, reason: string) {
+    super(`Invalid --app: ${app}: ${reason}`);
+    this.name = "AppError";
+  }
+}
+
+// The first line of what an import failure says: the message is for one line of the CLI.
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
+}
+
 /**
  * Prepares a worker: the pages, the static root's real path, and the app.
  *
- * @throws {Error} `Invalid --app: ...` when the app module cannot be loaded or has no `fetch`.
+ * @throws {AppError} when the app module cannot be loaded or has no `fetch`.
  */
 export async function setupWorker(data: HandlerData, route: Route = builtInRoute): Promise<WorkerState> {
   const statics: StaticOptions = {
@@ -64,10 +92,10 @@ export async function setupWorker(data: HandlerData, route: Route = builtInRoute
     try {
       module = await import(data.app);
     } catch (error) {
-      throw new Error(`Invalid --app: ${data.app}: ${error instanceof Error ? error.message : error}`);
+      throw new AppError(data.appName ?? data.app, firstLine(error));
     }
     if (!isApp(module.default)) {
-      throw new Error(`Invalid --app: ${data.app}: the default export has no fetch(request, info) method`);
+      throw new AppError(data.appName ?? data.app, "the default export has no fetch(request, info) method");
     }
     state.app = module.default;
   }

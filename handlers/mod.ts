@@ -71,6 +71,8 @@ export interface HandlerData {
   limits: RequestLimits;
   /** A `file:` URL of the app module to load instead of the built-in app. */
   app?: string;
+  /** The app as the user named it, for messages. */
+  appName?: string;
   /** Serve dotfiles. */
   dotfiles: boolean;
   /** List folders without an index. */

@@ -100,6 +100,8 @@ export interface SerializedError {
   name: string;
   message: string;
   stack?: string;
+  /** The error's `exitCode`, when it carries one (a start-up failure that decides the process's status). */
+  exitCode?: number;
 }
 
 export type ToWorker = InitMessage | JobMessage | AckMessage | AbortMessage | StopMessage;
@@ -114,7 +116,12 @@ export type FromWorker =
   | CrashedMessage;
 
 export function serializeError(error: unknown): SerializedError {
-  if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
+  if (error instanceof Error) {
+    const { exitCode } = error as { exitCode?: unknown };
+    const serialized: SerializedError = { name: error.name, message: error.message, stack: error.stack };
+    if (typeof exitCode === "number") serialized.exitCode = exitCode;
+    return serialized;
+  }
   return { name: "Error", message: String(error) };
 }
 

@@ -25,7 +25,7 @@ export interface WorkerEvents {
   /** The worker has set up and takes jobs. */
   ready(worker: Worker): void;
   /** The thread failed: an uncaught error, a message it could not read, or a failed start. */
-  failed(worker: Worker, detail: string): void;
+  failed(worker: Worker, detail: string, exitCode?: number): void;
 }
 
 /** What a worker is told when its module has loaded, and what its thread is made with. */
@@ -200,7 +200,7 @@ export class Worker {
         this.#events.ready(this);
         break;
       case "setup-failed":
-        this.#fail(message.error.message);
+        this.#fail(message.error.message, message.error.exitCode);
         break;
       case "stopped":
         this.#stopped?.();
@@ -229,7 +229,7 @@ export class Worker {
   }
 
   // The thread failed or ended without being asked to; a worker that is stopping ends as asked.
-  #fail(detail: string): void {
-    if (this.#state !== "dead" && this.#state !== "stopping") this.#events.failed(this, detail);
+  #fail(detail: string, exitCode?: number): void {
+    if (this.#state !== "dead" && this.#state !== "stopping") this.#events.failed(this, detail, exitCode);
   }
 }

@@ -118,9 +118,12 @@ export class WorkerStartError extends Error {
   readonly detail: string;
   /** When a replacement failed to start: how long the pool waits before it tries again, in milliseconds. */
   retryInMs: number | undefined;
+  /** The `exitCode` the worker's start-up error carried, if any: the status a program should end with. */
+  readonly exitCode: number | undefined;
 
   /**
-   * Worker `workerId` could not start; `detail` says why, `cause` is the error behind it, if any.
+   * Worker `workerId` could not start; `detail` says why, `cause` is the error behind it, if any,
+   * and `exitCode` the status its start-up error asked for, if it carried one.
    *
    * @example
    * ```ts
@@ -129,11 +132,12 @@ export class WorkerStartError extends Error {
    * assert.equal(new WorkerStartError(2, "no such file").message, "Cannot start worker 2: no such file");
    * ```
    */
-  constructor(workerId: number, detail: string, cause?: unknown) {
+  constructor(workerId: number, detail: string, cause?: unknown, exitCode?: number) {
     super(`Cannot start worker ${workerId}: ${detail}`, { cause });
     this.name = "WorkerStartError";
     this.workerId = workerId;
     this.detail = detail;
+    this.exitCode = exitCode;
   }
 }
 

@@ -339,9 +339,9 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
         }
         this.#scheduleWake();
       },
-      failed: (from, detail) => {
+      failed: (from, detail, exitCode) => {
         const reason = from.state === "starting"
-          ? new WorkerStartError(from.id, detail)
+          ? new WorkerStartError(from.id, detail, undefined, exitCode)
           : new WorkerCrashError(from.id, detail);
         this.#replace(from, reason);
       },

@@ -39,7 +39,7 @@ import {
   type RequestLogEntry,
   RETRY_AFTER,
 } from "./connection.ts";
-import { EXIT_RESTART, type ServerOptions, workerMemoryFor } from "./options.ts";
+import { EXIT_RESTART, EXIT_USAGE, type ServerOptions, workerMemoryFor } from "./options.ts";
 
 export * from "./options.ts";
 export type { RequestLogEntry } from "./connection.ts";
@@ -54,19 +54,24 @@ export interface Logger {
 
 /** A server that cannot start; the message is one line for the user. */
 export class StartError extends Error {
+  /** The process's exit status: 2 for a bad command line (a path, an app), 1 otherwise. */
+  readonly exitCode: number;
+
   /**
-   * A start-up failure described by `message`.
+   * A start-up failure described by `message`, ending the process with `exitCode`.
    *
    * @example
    * ```ts
    * import assert from "node:assert/strict";
    * import { StartError } from "./mod.ts";
    * assert.ok(new StartError("Cannot listen").name === "StartError");
+   * assert.equal(new StartError("Invalid --root: x: no such folder", 2).exitCode, 2);
    * ```
    */
-  constructor(message: string) {
+  constructor(message: string, exitCode = 1) {
     super(message);
     this.name = "StartError";
+    this.exitCode = exitCode;
   }
 }
 
@@ -131,10 +136,10 @@ async function checkPath(flag: string, path: string, kind: "file" | "folder"): P
     info = await Deno.stat(path);
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound ? `no such ${kind}` : (error as Error).message;
-    throw new StartError(`Invalid ${flag}: ${path}: ${reason}`);
+    throw new StartError(`Invalid ${flag}: ${path}: ${reason}`, EXIT_USAGE);
   }
   if (kind === "file" ? !info.isFile : !info.isDirectory) {
-    throw new StartError(`Invalid ${flag}: ${path} is not a ${kind}`);
+    throw new StartError(`Invalid ${flag}: ${path} is not a ${kind}`, EXIT_USAGE);
   }
 }
 
@@ -183,6 +188,7 @@ export async function startServer(
       root: options.root,
       limits,
       app,
+      appName: options.app,
       dotfiles: options.dotfiles,
       dirListing: options.dirListing,
       cacheControl: options.cacheControl,
@@ -224,11 +230,12 @@ export async function startServer(
   } catch (error) {
     listener.close();
     await pool.close();
-    // A bad app is the user's input: report it as such, in one line.
-    const message = app === undefined
-      ? (error as Error).message
-      : (error as Error).message.replaceAll(app, options.app!);
-    throw new StartError(message.match(/Invalid --app: [^\n]*/)?.[0] ?? message.split("\n")[0]);
+    // A worker's start-up error that carries an exit status (a bad app) is the user's input: its
+    // own one-line message, as raised. Anything else: what the pool says, with the status 1.
+    if (error instanceof WorkerStartError && error.exitCode !== undefined) {
+      throw new StartError(error.detail, error.exitCode);
+    }
+    throw new StartError((error as Error).message);
   }
 
   const connections = new Set<Connection>();

@@ -115,6 +115,19 @@ const AUTO_WORKER_MEMORY_MB = { min: 256, max: 4096 };
 const FALLBACK_WORKER_MEMORY_MB = 1024;
 
 /**
+ * The exit status for a bad command line: an unknown flag, a bad value, a path
+ * that is not there, an `--app` that cannot be used.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EXIT_USAGE } from "./options.ts";
+ * assert.equal(EXIT_USAGE, 2);
+ * ```
+ */
+export const EXIT_USAGE = 2;
+
+/**
  * The exit status after the server drained and stopped because too many worker
  * threads were stuck in code Deno cannot stop (`--max-stuck-threads`): a
  * supervisor should start a fresh process (sysexits' `EX_TEMPFAIL`).

@@ -1,7 +1,9 @@
 // End to end: --app PATH loads a `deno serve`-shaped module (`export default { fetch(request, info) }`) in every worker
 // instead of the built-in routes. The real server process, over raw sockets, so the wire format is visible.
 import assert from "node:assert/strict";
-import { PROJECT_ROOT, ServerProcess, spawnServer, startServer, taskArgs } from "./_server.ts";
+import { AppError, setupWorker } from "../handlers/job.ts";
+import { DEFAULT_LIMITS } from "../http/mod.ts";
+import { PROJECT_ROOT, ServerProcess, spawnServer, startServer, STATIC_ROOT, taskArgs } from "./_server.ts";
 import { FramingError, header, headerValues, openRaw, rawRequest, type RawResponse } from "./_chunked.ts";
 import { rssKiB, sampleRss } from "./_proc.ts";
 
@@ -417,3 +419,22 @@ for (const [what, path, names] of START_FAILURES) {
     assert.ok(!server.lines.some((line) => line.startsWith("Listening on ")), server.output());
   });
 }
+
+Deno.test("setupWorker() rejects an unusable app with AppError, which carries exit status 2", async () => {
+  for (const file of ["does_not_exist.ts", "throws_at_import.ts", "no_fetch.ts"]) {
+    const data = {
+      root: STATIC_ROOT,
+      limits: DEFAULT_LIMITS,
+      app: new URL(`./fixtures/apps/${file}`, import.meta.url).href,
+      appName: file,
+      dotfiles: false,
+      dirListing: false,
+      cacheControl: "no-cache",
+    };
+    await assert.rejects(setupWorker(data), (error: unknown) => {
+      assert.ok(error instanceof AppError, String(error));
+      assert.equal(error.exitCode, 2);
+      return true;
+    });
+  }
+});
