@@ -39,14 +39,17 @@ function readEnv(name: string): string | undefined {
   }
 }
 
+// The handler workers: main.ts wires the server to them; neither imports the other.
+const WORKER_URL = new URL("./handlers/worker.ts", import.meta.url);
+
 /**
  * Runs the server with the given arguments and resolves to the exit code:
  * 0 after a graceful shutdown or `--help`, 1 when the server cannot start,
  * 2 for a bad command line, 75 (`EXIT_RESTART`) after draining because too
  * many worker threads were stuck in code that cannot be stopped. `hooks` lets an embedding program (or a test)
- * swap the worker module.
+ * swap the worker module; by default it is `handlers/worker.ts`.
  */
-export async function main(args: string[], hooks: StartHooks = {}): Promise<number> {
+export async function main(args: string[], hooks: Partial<StartHooks> = {}): Promise<number> {
   let cli;
   try {
     cli = parseCli(args, readEnv);
@@ -87,7 +90,9 @@ export async function main(args: string[], hooks: StartHooks = {}): Promise<numb
   };
 
   try {
-    server = await startServer(options, { info: console.log, error: console.error }, hooks);
+    server = await startServer(options, { info: console.log, error: console.error }, {
+      workerUrl: hooks.workerUrl ?? WORKER_URL,
+    });
   } catch (error) {
     removeListeners();
     if (error instanceof StartError) {

@@ -8,7 +8,7 @@
  */
 import { type ParsedRequest, serializeResponse } from "../http/mod.ts";
 import type { JobProgress } from "../pool/run_jobs.ts";
-import type { HandlerResult, StreamPart } from "./mod.ts";
+import type { HandlerResult, StreamPart } from "../exchange/mod.ts";
 
 /** What a handler learns besides the request, as `deno serve` gives it. */
 export interface ServeInfo {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { errorResponse, HttpError, parseRequest, serializeResponse } from "../http/mod.ts";
 import type { JobProgress } from "../pool/run_jobs.ts";
 import { type App, Completion, isApp, type ServeInfo, toRequest, writeResponse } from "./fetch.ts";
-import type { HandlerData, HandlerJob, HandlerResult } from "./mod.ts";
+import type { HandlerData, HandlerJob, HandlerResult } from "../exchange/mod.ts";
 import { NOT_FOUND, type Pages, type Route, route as builtInRoute } from "./routes.ts";
 import { serveStatic, type StaticOptions } from "./static.ts";
 

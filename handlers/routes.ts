@@ -8,7 +8,7 @@
  * @module
  */
 import type { ParsedRequest } from "../http/mod.ts";
-import type { FileBody } from "./mod.ts";
+import type { FileBody } from "../exchange/mod.ts";
 
 /** How long `GET /sleep` blocks its worker, as `thread::sleep` does in the book. */
 export const SLEEP_MS = 5000;

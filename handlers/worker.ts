@@ -5,9 +5,8 @@
  * @module
  */
 import { runJobs } from "../pool/run_jobs.ts";
-import { HANDLER_CODEC } from "./codec.ts";
+import { HANDLER_CODEC, type HandlerData, type HandlerJob, type HandlerResult } from "../exchange/mod.ts";
 import { handleJob, setupWorker, type WorkerState } from "./job.ts";
-import type { HandlerData, HandlerJob, HandlerResult } from "./mod.ts";
 
 let state: WorkerState;
 

@@ -23,7 +23,7 @@ import {
   type RequestLimits,
   withConnectionClose,
 } from "../http/mod.ts";
-import type { FileBody, HandlerJob, HandlerResult } from "../handlers/mod.ts";
+import { errorResult, type FileBody, type HandlerJob, type HandlerResult, RETRY_AFTER } from "../exchange/mod.ts";
 
 // Reads from a file being sent: large enough for few system calls, small enough per connection.
 const FILE_BUFFER_BYTES = 64 * 1024;
@@ -138,26 +138,6 @@ export class PieceQueue {
     this.#waiter = undefined;
     waiter?.();
   }
-}
-
-/** What an overloaded or stopping server asks clients to wait before retrying. */
-export const RETRY_AFTER: [string, string] = ["Retry-After", "1"];
-
-/**
- * A response the main thread gives instead of a worker's: a short plain-text
- * error that closes the connection.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { errorResult, RETRY_AFTER } from "./connection.ts";
- * const result = errorResult(503, [RETRY_AFTER]);
- * assert.ok(result.close && result.workerId === undefined);
- * assert.match(new TextDecoder().decode(result.bytes), /Retry-After: 1/);
- * ```
- */
-export function errorResult(status: number, headers: Array<[string, string]> = []): HandlerResult {
-  return { bytes: errorResponse(status, headers), status, workerId: undefined, close: true };
 }
 
 /** Whether the server takes another request, and whether it is the last one. */

@@ -1,13 +1,16 @@
 /**
  * The server: `Deno.listen` in the main thread, every connection served by a
  * {@linkcode Connection}, every request run on a {@linkcode ThreadPool} of
- * `handlers/worker.ts`, and a graceful shutdown.
+ * the worker module its caller names (`main.ts` names `handlers/worker.ts`),
+ * and a graceful shutdown.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { DEFAULTS, startServer } from "./mod.ts";
- * const server = await startServer({ ...DEFAULTS, port: 0, workers: 1, quiet: true }, { info: () => {} });
+ * const workerUrl = new URL("../handlers/worker.ts", import.meta.url);
+ * const options = { ...DEFAULTS, port: 0, workers: 1, quiet: true };
+ * const server = await startServer(options, { info: () => {} }, { workerUrl });
  * const response = await fetch(server.url);
  * assert.ok(response.status === 200);
  * await response.body?.cancel();
@@ -19,8 +22,15 @@
 import type { RequestLimits } from "../http/mod.ts";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { HANDLER_CODEC } from "../handlers/codec.ts";
-import type { HandlerData, HandlerJob, HandlerResult, StreamPart } from "../handlers/mod.ts";
+import {
+  errorResult,
+  HANDLER_CODEC,
+  type HandlerData,
+  type HandlerJob,
+  type HandlerResult,
+  RETRY_AFTER,
+  type StreamPart,
+} from "../exchange/mod.ts";
 import {
   JobTimeoutError,
   QueueFullError,
@@ -30,15 +40,7 @@ import {
   WorkerStartError,
   WorkerStuckError,
 } from "../pool/mod.ts";
-import {
-  type Admission,
-  Connection,
-  errorResult,
-  PieceQueue,
-  type Reply,
-  type RequestLogEntry,
-  RETRY_AFTER,
-} from "./connection.ts";
+import { type Admission, Connection, PieceQueue, type Reply, type RequestLogEntry } from "./connection.ts";
 import { EXIT_RESTART, EXIT_USAGE, type ServerOptions, workerMemoryFor } from "./options.ts";
 
 export * from "./options.ts";
@@ -75,10 +77,13 @@ export class StartError extends Error {
   }
 }
 
-/** Extension points for programs that embed the server (and for tests). */
+/** What the server runs its requests with: the program that starts it names these. */
 export interface StartHooks {
-  /** The worker module; it must call `runJobs` as `handlers/worker.ts` does, with `HANDLER_CODEC`. */
-  workerUrl?: URL;
+  /**
+   * The worker module: it must call `runJobs` with `HANDLER_CODEC` and answer
+   * each `HandlerJob` with a `HandlerResult` (`exchange/`), as `handlers/worker.ts` does.
+   */
+  workerUrl: URL;
 }
 
 /** A running server. */
@@ -100,7 +105,6 @@ export interface Server {
   readonly finished: Promise<void>;
 }
 
-const WORKER_URL = new URL("../handlers/worker.ts", import.meta.url);
 // The longest a request waits for a worker is the handler timeout, but never less than this: a
 // replacement worker needs a moment to start, and a short handler timeout should not turn that
 // moment into 503s.
@@ -153,7 +157,7 @@ async function checkPath(flag: string, path: string, kind: "file" | "folder"): P
 export async function startServer(
   options: ServerOptions,
   logger: Logger,
-  hooks: StartHooks = {},
+  hooks: StartHooks,
 ): Promise<Server> {
   const logError = logger.error ?? logger.info;
   await checkPath("--root", options.root, "folder");
@@ -183,7 +187,7 @@ export async function startServer(
   const maxStuckThreads = options.maxStuckThreads ?? Math.max(1, navigator.hardwareConcurrency || 1);
   const queueTimeoutMs = Math.max(options.handlerTimeoutMs, MIN_QUEUE_WAIT_MS);
   let exitCode = 0;
-  const pool = new ThreadPool<HandlerJob, HandlerResult>(options.workers, hooks.workerUrl ?? WORKER_URL, {
+  const pool = new ThreadPool<HandlerJob, HandlerResult>(options.workers, hooks.workerUrl, {
     data: {
       root: options.root,
       limits,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { HANDLER_CODEC } from "../handlers/codec.ts";
-import type { HandlerJob, HandlerResult } from "../handlers/mod.ts";
+import { HANDLER_CODEC } from "../exchange/mod.ts";
+import type { HandlerJob, HandlerResult } from "../exchange/mod.ts";
 
 function roundTripJob(job: HandlerJob): HandlerJob {
   const bytes = new Uint8Array(HANDLER_CODEC.jobSize(job));

@@ -1,7 +1,7 @@
 /**
  * The server's {@linkcode PoolCodec}: how a request travels to a worker and
  * its response comes back, as bytes in the pool's shared memory. Both the
- * server (main thread) and `handlers/worker.ts` use it.
+ * server (main thread) and the handler workers use it.
  *
  * A job is a small header (close flag, client port and address) followed by
  * the request's bytes; a result is a header (status, flags, worker id, and a
@@ -10,7 +10,7 @@
  * @module
  */
 import type { PoolCodec } from "../pool/mod.ts";
-import type { HandlerJob, HandlerResult } from "./mod.ts";
+import type { HandlerJob, HandlerResult } from "./types.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
