@@ -6,8 +6,8 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { targetPath } from "./mod.ts";
- * assert.ok(targetPath("/?q") === "/");
+ * import { SLEEP_MS } from "./mod.ts";
+ * assert.equal(SLEEP_MS, 5000);
  * ```
  *
  * @module

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { ParsedRequest } from "../http/mod.ts";
+import { type ParsedRequest, targetPath } from "../http/mod.ts";
 import type { FileBody } from "../exchange/mod.ts";
 
 /** How long `GET /sleep` blocks its worker, as `thread::sleep` does in the book. */
@@ -73,29 +73,6 @@ export const NOT_FOUND: Handler = (_request: ParsedRequest, pages: Pages): Route
   headers: [HTML],
   body: pages.notFound,
 });
-
-/**
- * The path of a request target: origin-form or absolute-form, query removed.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { targetPath } from "./routes.ts";
- * assert.ok(targetPath("/sleep?x=1") === "/sleep");
- * assert.ok(targetPath("http://example.com/a") === "/a");
- * assert.ok(targetPath("http://example.com") === "/");
- * ```
- */
-export function targetPath(target: string): string {
-  let path = target;
-  if (path.charCodeAt(0) !== 0x2f) {
-    const afterScheme = path.indexOf("://");
-    const slash = afterScheme === -1 ? -1 : path.indexOf("/", afterScheme + 3);
-    path = slash === -1 ? "/" : path.slice(slash);
-  }
-  const query = path.search(/[?#]/);
-  return query === -1 ? path : path.slice(0, query);
-}
 
 /**
  * Answers a request from the route table. `GET` and `HEAD` reach the routes;

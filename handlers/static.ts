@@ -17,8 +17,8 @@ import { extname, join, sep } from "node:path";
 import mime from "mime-types";
 // @ts-types="npm:@types/range-parser@^1.2.7"
 import parseRange from "range-parser";
-import { STATUS_TEXT } from "../http/mod.ts";
-import { type RouteResponse, targetPath } from "./routes.ts";
+import { STATUS_TEXT, targetPath } from "../http/mod.ts";
+import type { RouteResponse } from "./routes.ts";
 
 /** How the static root is served; each default is in the server's `DEFAULTS`. */
 export interface StaticOptions {

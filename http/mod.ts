@@ -14,3 +14,4 @@
  */
 export * from "./request.ts";
 export * from "./response.ts";
+export * from "./target.ts";

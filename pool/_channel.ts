@@ -391,8 +391,8 @@ const READ = 8;
 // 1 once the worker is set up and serving: its loop takes jobs.
 const SERVING = 9;
 const BLOCK_WORDS = 10;
-// Each reply entry starts with its length, its job's position and its kind.
-const ENTRY_HEAD = 12;
+// Each reply entry starts with its length and its job's position.
+const ENTRY_HEAD = 8;
 const WRAP = -1;
 
 /**
@@ -545,7 +545,7 @@ export class WorkerBlock {
    * Worker: appends a reply of `length` bytes, written by `write`, for the
    * job at `pos`. False when the ring has no room now.
    */
-  writeReply(pos: number, kind: number, length: number, write: (into: Uint8Array) => void): boolean {
+  writeReply(pos: number, length: number, write: (into: Uint8Array) => void): boolean {
     const need = ENTRY_HEAD + ((length + 3) & ~3);
     let at = Atomics.load(this.#words, WRITE);
     const read = Atomics.load(this.#words, READ);
@@ -562,7 +562,6 @@ export class WorkerBlock {
     }
     this.#view.setInt32(offset, length, true);
     this.#view.setInt32(offset + 4, pos, true);
-    this.#view.setInt32(offset + 8, kind, true);
     write(this.#ring.subarray(offset + ENTRY_HEAD, offset + ENTRY_HEAD + length));
     Atomics.store(this.#words, WRITE, (at + need) | 0);
     return true;
@@ -572,7 +571,7 @@ export class WorkerBlock {
    * Main thread: hands every reply written so far to `each`, with `tag`
    * (the worker's number, say) and a private copy of its bytes.
    */
-  readReplies<Tag>(each: (tag: Tag, pos: number, bytes: Uint8Array, kind: number) => void, tag: Tag): void {
+  readReplies<Tag>(each: (tag: Tag, pos: number, bytes: Uint8Array) => void, tag: Tag): void {
     let at = Atomics.load(this.#words, READ);
     const end = Atomics.load(this.#words, WRITE);
     while (at !== end) {
@@ -583,12 +582,11 @@ export class WorkerBlock {
         continue;
       }
       const pos = this.#view.getInt32(offset + 4, true);
-      const kind = this.#view.getInt32(offset + 8, true);
       const bytes = this.#ring.slice(offset + ENTRY_HEAD, offset + ENTRY_HEAD + length);
       at = (at + ENTRY_HEAD + ((length + 3) & ~3)) | 0;
       // Give the room back before handing the reply on, so a slow `each` does not hold it.
       Atomics.store(this.#words, READ, at);
-      each(tag, pos, bytes, kind);
+      each(tag, pos, bytes);
     }
   }
 }
@@ -903,7 +901,7 @@ export class WorkerEnd {
    * the main thread then sees the room it freed (rule 6).
    */
   reply(pos: number, length: number, write: (into: Uint8Array) => void): boolean {
-    return this.#block.writeReply(pos, 0, length, write);
+    return this.#block.writeReply(pos, length, write);
   }
 
   /** Wakes the main thread to read the replies written. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { NOT_FOUND, route, ROUTES, SLEEP_MS, targetPath } from "../handlers/mod.ts";
+import { NOT_FOUND, route, ROUTES, SLEEP_MS } from "../handlers/mod.ts";
+import { targetPath } from "../http/mod.ts";
 import { parseRequest } from "../http/mod.ts";
 
 const pages = { hello: new TextEncoder().encode("hello"), notFound: new TextEncoder().encode("missing") };
