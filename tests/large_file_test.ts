@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { startServer, STATIC_ROOT } from "./_server.ts";
 import { header, openRaw, rawRequest } from "./_chunked.ts";
 import { rssKiB } from "./_proc.ts";
+import { within } from "./_within.ts";
 
 const SIZE = 1 << 30;
 /** Distinctive bytes written into the otherwise sparse (all-zero) file, so its hash is not that of zeros. */
@@ -177,7 +178,7 @@ Deno.test("a 1 GiB static file streams with bounded memory while other requests 
         const until = performance.now() + 3000;
         while (performance.now() < until) {
           for (let i = 0; i < 16; i++) {
-            const n = await slow.conn.read(piece);
+            const n = await within(10_000, "a piece of the slow download", slow.conn.read(piece));
             if (n === null) throw new Error(`the server closed the slow download after ${received} bytes`);
             received += n;
           }
