@@ -16,13 +16,7 @@
  *
  * @module
  */
-import {
-  errorResponse,
-  type FrameProgress,
-  frameRequest,
-  type RequestLimits,
-  withConnectionClose,
-} from "../http/mod.ts";
+import { type FrameProgress, frameRequest, type RequestLimits, withConnectionClose } from "../http/mod.ts";
 import { errorResult, type FileBody, type HandlerJob, type HandlerResult, RETRY_AFTER } from "../exchange/mod.ts";
 
 // Reads from a file being sent: large enough for few system calls, small enough per connection.
