@@ -258,6 +258,12 @@ export const BAD_CASES: readonly BadCase[] = [
     limits: small,
   },
   {
+    name: "header section one byte over maxHeaderBytes",
+    input: `GET / HTTP/1.1\r\nHost: a\r\nX: ${"v".repeat(65 - "Host: a\r\nX: \r\n\r\n".length)}\r\n\r\n`,
+    status: 431,
+    limits: small,
+  },
+  {
     name: "unfinished header section over maxHeaderBytes",
     input: `GET / HTTP/1.1\r\nHost: a\r\nX-Long: ${"v".repeat(60)}`,
     status: 431,

@@ -364,6 +364,12 @@ Deno.test("frameRequest() accepts unusual but valid requests", () => {
       limits: small,
     },
     {
+      name: "header fields exactly at maxHeaderCount",
+      input: `GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n`,
+      body: "",
+      limits: small,
+    },
+    {
       name: "header section exactly at maxHeaderBytes",
       input: `GET / HTTP/1.1\r\nHost: a\r\nX: ${"v".repeat(64 - "Host: a\r\nX: \r\n\r\n".length)}\r\n\r\n`,
       body: "",
