@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type ParsedRequest, targetPath } from "../http/mod.ts";
+import { errorParts, type ParsedRequest, targetPath } from "../http/mod.ts";
 import type { FileBody } from "../exchange/mod.ts";
 
 /** How long `GET /sleep` blocks its worker, as `thread::sleep` does in the book. */
@@ -37,7 +37,6 @@ export interface RouteResponse {
 export type Route = (request: ParsedRequest, pages: Pages) => RouteResponse | undefined;
 
 const HTML: [string, string] = ["Content-Type", "text/html; charset=utf-8"];
-const METHOD_NOT_ALLOWED = new TextEncoder().encode("405 Method Not Allowed\n");
 
 /**
  * Blocks the calling thread for `ms` milliseconds without spinning.
@@ -93,11 +92,7 @@ export function route(request: ParsedRequest, pages: Pages): RouteResponse | und
   const handler = ROUTES.get(targetPath(request.target));
   if (handler === undefined) return undefined;
   if (request.method !== "GET" && request.method !== "HEAD") {
-    return {
-      status: 405,
-      headers: [["Allow", "GET, HEAD"], ["Content-Type", "text/plain; charset=utf-8"]],
-      body: METHOD_NOT_ALLOWED,
-    };
+    return errorParts(405, [["Allow", "GET, HEAD"]]);
   }
   return handler(request, pages);
 }

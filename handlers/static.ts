@@ -17,7 +17,7 @@ import { extname, join, sep } from "node:path";
 import mime from "mime-types";
 // @ts-types="npm:@types/range-parser@^1.2.7"
 import parseRange from "range-parser";
-import { STATUS_TEXT, targetPath } from "../http/mod.ts";
+import { errorParts, targetPath } from "../http/mod.ts";
 import type { RouteResponse } from "./routes.ts";
 
 /** How the static root is served; each default is in the server's `DEFAULTS`. */
@@ -56,11 +56,7 @@ const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
 function plain(status: number, extra: Array<[string, string]> = []): StaticResponse {
-  return {
-    status,
-    headers: [["Content-Type", "text/plain; charset=utf-8"], ...extra],
-    body: encoder.encode(`${status} ${STATUS_TEXT[status] ?? ""}\n`),
-  };
+  return errorParts(status, extra);
 }
 
 function header(request: StaticRequest, name: string): string | undefined {

@@ -145,13 +145,31 @@ function encodeWithRoom(head: string, room: number): Uint8Array {
  * ```
  */
 export function errorResponse(status: number, extraHeaders: Array<[string, string]> = []): Uint8Array {
-  const body = encoder.encode(`${status} ${STATUS_TEXT[status] ?? "Error"}\n`);
-  return serializeResponse({
+  return serializeResponse({ ...errorParts(status, extraHeaders), close: true });
+}
+
+/**
+ * The parts of every short error answer the server makes, wherever it makes
+ * it: `text/plain`, and a body of the status and its reason, `404 Not Found`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { errorParts } from "./response.ts";
+ * const parts = errorParts(405, [["Allow", "GET, HEAD"]]);
+ * assert.equal(new TextDecoder().decode(parts.body), "405 Method Not Allowed\n");
+ * assert.deepEqual(parts.headers[1], ["Allow", "GET, HEAD"]);
+ * ```
+ */
+export function errorParts(
+  status: number,
+  extraHeaders: Array<[string, string]> = [],
+): { status: number; headers: Array<[string, string]>; body: Uint8Array } {
+  return {
     status,
     headers: [["Content-Type", "text/plain; charset=utf-8"], ...extraHeaders],
-    body,
-    close: true,
-  });
+    body: encoder.encode(`${status} ${STATUS_TEXT[status] ?? "Error"}\n`),
+  };
 }
 
 const CRLF_CRLF = [13, 10, 13, 10];

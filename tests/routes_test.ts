@@ -34,7 +34,8 @@ Deno.test("route() answers another method on a known path with 405 and Allow", (
   for (const method of ["POST", "PUT", "DELETE", "OPTIONS", "BREW"]) {
     const response = route(req(method, "/"), pages);
     assert.equal(response?.status, 405, method);
-    assert.deepEqual(response?.headers[0], ["Allow", "GET, HEAD"]);
+    assert.deepEqual(response?.headers.find(([name]) => name === "Allow"), ["Allow", "GET, HEAD"]);
+    assert.equal(new TextDecoder().decode(response?.body), "405 Method Not Allowed\n");
   }
 });
 
