@@ -112,6 +112,12 @@ export interface PoolCloseReport {
   stuckThreads: number;
 }
 
+// Whether a job no worker has taken yet has waited past its queue timeout.
+function queuedTooLong(task: Task, now: number): boolean {
+  return task.queuedAt !== undefined && task.startedAt === undefined &&
+    now - task.queuedAt >= task.options.queueTimeout!;
+}
+
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
@@ -559,8 +565,13 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     for (const worker of this.#workers) {
       if (worker.state === "ready") this.#watch(worker, now);
     }
-    this.#expireQueued(now);
+    this.#expireWaiting(now);
     for (const task of this.#tasks.values()) {
+      if (queuedTooLong(task, now)) {
+        // A job a worker has taken (its cell can no longer be cancelled) is running, not queued.
+        if (this.#channel.cancel(task.pos!)) this.#settle(task.pos!, new QueueTimeoutError(task.options.queueTimeout!));
+        continue;
+      }
       const { timeout } = task.options;
       if (timeout === undefined || task.startedAt === undefined || task.unacked > 0) continue;
       if (now - task.startedAt < timeout) continue;
@@ -570,16 +581,9 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
     }
   }
 
-  // Drops the jobs that have waited for a worker longer than their queue timeout.
-  #expireQueued(now: number): void {
-    const late = (task: Task) =>
-      task.queuedAt !== undefined && task.startedAt === undefined && now - task.queuedAt >= task.options.queueTimeout!;
-    for (const task of this.#tasks.values()) {
-      // A job a worker has taken (its cell can no longer be cancelled) is running, not queued.
-      if (late(task) && this.#channel.cancel(task.pos!)) {
-        this.#settle(task.pos!, new QueueTimeoutError(task.options.queueTimeout!));
-      }
-    }
+  // Drops the jobs still waiting in the main thread (the queue's memory was full) past their queue timeout.
+  #expireWaiting(now: number): void {
+    const late = (task: Task) => queuedTooLong(task, now);
     let anyLate = false;
     for (let i = this.#waitingHead; i < this.#waiting.length && !anyLate; i++) anyLate = late(this.#waiting[i]);
     if (anyLate) {
