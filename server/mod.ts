@@ -40,11 +40,13 @@ import {
   WorkerStartError,
   WorkerStuckError,
 } from "../pool/mod.ts";
-import { type Admission, Connection, PieceQueue, type Reply, type RequestLogEntry } from "./connection.ts";
+import { Connection } from "./connection.ts";
+import type { Admission, Reply, RequestLogEntry } from "./connection_state.ts";
+import { PieceQueue } from "./piece_queue.ts";
 import { EXIT_RESTART, EXIT_USAGE, type ServerOptions, workerMemoryFor } from "./options.ts";
 
 export * from "./options.ts";
-export type { RequestLogEntry } from "./connection.ts";
+export type { RequestLogEntry } from "./connection_state.ts";
 
 /** Where the server's lines go. */
 export interface Logger {
