@@ -278,6 +278,19 @@ Deno.test("an idle keep-alive connection closes at the keep-alive timeout, count
   assert.deepEqual(h.tick(idle + TIMEOUTS.keepAlive).map((a) => a.type), ["close"]);
 });
 
+Deno.test("a keep-alive connection used again before its timeout starts a fresh one after each response", () => {
+  const h = new Harness();
+  for (let i = 0; i < 3; i++) {
+    h.tick(h.now + TIMEOUTS.keepAlive - 1);
+    h.receive(get(`/${i}`));
+    h.serveAll();
+  }
+  assert.ok(!h.closed(), "each use came one millisecond before the timeout");
+  const idle = h.now;
+  assert.deepEqual(h.tick(idle + TIMEOUTS.keepAlive - 1), []);
+  assert.deepEqual(h.tick(idle + TIMEOUTS.keepAlive).map((a) => a.type), ["close"]);
+});
+
 Deno.test("a response whose write takes past the send timeout closes the connection", () => {
   const h = new Harness();
   h.receive(get("/"));

@@ -118,27 +118,6 @@ Deno.test("an idle keep-alive connection is closed without a word after --keepal
   }
 });
 
-Deno.test("a keep-alive connection used again before --keepalive-timeout stays open, then idles out", async () => {
-  await using server = await startServer(["--quiet", "--workers", "2", "--keepalive-timeout", "1"]);
-  const { conn, reader } = await connect(server.port);
-  try {
-    await send(conn, get("/"));
-    assert.equal((await reader.read())?.status, 200);
-    await delay(600);
-    await send(conn, get("/"));
-    assert.equal((await reader.read())?.status, 200, "the second request on the connection was not answered");
-    await delay(600);
-    await send(conn, get("/"));
-    assert.equal((await reader.read())?.status, 200, "the third request on the connection was not answered");
-    const idleFrom = performance.now();
-    assert.ok(await reader.waitClosed(3500), "the idle connection was not closed within 3.5 s, or got bytes");
-    const idle = performance.now() - idleFrom;
-    assert.ok(idle >= 800 && idle <= 3000, `closed after ${idle.toFixed(0)} ms idle; expected 1-3 s`);
-  } finally {
-    closeQuietly(conn);
-  }
-});
-
 Deno.test("a body that stops short of its Content-Length gets 408 after --body-timeout", async () => {
   await using server = await startServer(["--quiet", "--workers", "2", "--body-timeout", "1"]);
   const { conn, reader } = await connect(server.port);
