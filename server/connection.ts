@@ -13,12 +13,10 @@
  * @module
  */
 import { errorResult, type FileBody, type HandlerJob } from "../exchange/mod.ts";
-import type { RequestLimits } from "../http/mod.ts";
 import {
   type Action,
-  type Admission,
+  type ConnectionRules,
   ConnectionState,
-  type ConnectionTimeouts,
   type Reply,
   type RequestLogEntry,
   type SendOutcome,
@@ -32,21 +30,13 @@ const INITIAL_READ_BUFFER = 4 * 1024;
 // The largest read buffer: few system calls for a large body, bounded memory per connection.
 const MAX_READ_BUFFER = 64 * 1024;
 
-/** What a connection needs from its server. */
-export interface ConnectionHost {
-  readonly limits: RequestLimits;
-  readonly timeouts: ConnectionTimeouts;
-  /** Whether the server still takes requests (false once shutting down). */
-  accepting(): boolean;
-  /** Asks to start one more request. */
-  admit(): Admission;
+/** What a connection needs from its server: the rules its state keeps, and the server's services. */
+export interface ConnectionHost extends ConnectionRules {
   /**
    * Runs one request on the pool. When `signal` aborts before a worker takes
    * the request, it is dropped and never runs.
    */
   run(job: HandlerJob, signal?: AbortSignal): Promise<Reply>;
-  /** Whether {@linkcode ConnectionHost.logRequest} wants each request (false when quiet). */
-  readonly logsRequests: boolean;
   /** Called once the response to a request has been written. */
   logRequest(entry: RequestLogEntry): void;
   /** Reports an unexpected failure (never a client's fault). */
@@ -84,14 +74,7 @@ export class Connection {
     this.#conn = conn;
     this.#host = host;
     const addr = conn.remoteAddr as Deno.NetAddr;
-    this.#state = new ConnectionState({
-      limits: host.limits,
-      timeouts: host.timeouts,
-      remote: { hostname: addr.hostname, port: addr.port },
-      admit: () => host.admit(),
-      accepting: () => host.accepting(),
-      logsRequests: host.logsRequests,
-    });
+    this.#state = new ConnectionState(host, { hostname: addr.hostname, port: addr.port });
     this.#read();
   }
 

@@ -107,12 +107,12 @@ export interface RequestLogEntry {
   clientGone?: boolean;
 }
 
-/** What a connection's state needs to know of its server. */
+/** What a connection's state needs to know of its server: one object, shared by its connections. */
 export interface ConnectionRules {
   readonly limits: RequestLimits;
   readonly timeouts: ConnectionTimeouts;
-  /** The client's address, passed on with each request. */
-  readonly remote: HandlerJob["remote"];
+  /** Whether connections are TLS, passed on with each request (its URL is then `https:`). */
+  readonly secure?: boolean;
   /** Asks to start one more request. */
   admit(): Admission;
   /** Whether the server still takes requests (false once shutting down): a body is invited only then. */
@@ -189,11 +189,10 @@ interface Slot {
  * const state = new ConnectionState({
  *   limits: DEFAULT_LIMITS,
  *   timeouts: { header: 10_000, body: 10_000, keepAlive: 5_000, send: 10_000 },
- *   remote: { hostname: "127.0.0.1", port: 40000 },
  *   admit: () => "yes",
  *   accepting: () => true,
  *   logsRequests: false,
- * });
+ * }, { hostname: "127.0.0.1", port: 40000 });
  * const bytes = new TextEncoder().encode("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
  * const [a, b] = state.received(bytes);
  * assert.ok(a.type === "dispatch" && b.type === "dispatch");
@@ -207,6 +206,7 @@ interface Slot {
  */
 export class ConnectionState {
   readonly #rules: ConnectionRules;
+  readonly #remote: HandlerJob["remote"];
   readonly #now: () => number;
   // Bytes received that do not yet make a whole request: #buffer[0, #length).
   #buffer: Uint8Array | undefined;
@@ -236,10 +236,14 @@ export class ConnectionState {
   #deadline: number;
   #writeDeadline = Infinity;
 
-  /** Starts a connection just accepted: a client that sends nothing gets the header timeout, then a silent close. */
-  constructor(rules: ConnectionRules) {
+  /**
+   * Starts a connection just accepted from `remote` (passed on with each request): a client that
+   * sends nothing gets the header timeout, then a silent close.
+   */
+  constructor(rules: ConnectionRules, remote: HandlerJob["remote"]) {
     this.#rules = rules;
-    this.#now = rules.now ?? (() => performance.now());
+    this.#remote = remote;
+    this.#now = rules.now ?? performance.now.bind(performance);
     this.#deadline = this.#now() + rules.timeouts.header;
   }
 
@@ -415,7 +419,8 @@ export class ConnectionState {
       const { head, end } = framed;
       const close = !head.keepAlive || admission === "last";
       const id = this.#nextId++;
-      const job: HandlerJob = { bytes: this.#take(end), close, remote: this.#rules.remote };
+      const job: HandlerJob = { bytes: this.#take(end), close, remote: this.#remote };
+      if (this.#rules.secure) job.secure = true;
       this.#owe(id, head.method, head.target);
       actions.push({ type: "dispatch", id, job });
       if (close) this.#stop();

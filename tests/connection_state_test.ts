@@ -31,12 +31,11 @@ class Harness {
     this.state = new ConnectionState({
       limits,
       timeouts: TIMEOUTS,
-      remote: { hostname: "127.0.0.1", port: 40000 },
       admit: () => this.admission,
       accepting: () => this.accepting,
       logsRequests: true,
       now: () => this.now,
-    });
+    }, { hostname: "127.0.0.1", port: 40000 });
   }
 
   #keep(actions: Action[]): Action[] {
