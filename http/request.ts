@@ -119,6 +119,7 @@ const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
+const DEL = 0x7f;
 const COLON = 0x3a;
 const SEMICOLON = 0x3b;
 
@@ -180,18 +181,22 @@ function isOws(c: number): boolean {
 }
 
 /**
- * Finds the CR LF that ends the line starting at `start`, rejecting a bare CR or
- * bare LF on the way. Returns the index of the CR, or -1 when more bytes are needed.
+ * Finds the CR LF that ends the line starting at `start`, rejecting on the way a
+ * bare CR, a bare LF, or a control byte other than HTAB, which no line of a head
+ * or chunk framing may hold (so a line that can never be valid is refused before
+ * it ends). Returns the index of the CR, or -1 when more bytes are needed.
  */
 function findLineEnd(buf: Uint8Array, start: number, what: string): number {
   for (let i = start; i < buf.length; i++) {
     const c = buf[i];
+    if (c >= SP && c !== DEL) continue;
     if (c === CR) {
       if (i + 1 === buf.length) return -1;
       if (buf[i + 1] === LF) return i;
       throw new HttpError(400, `Cannot parse ${what}: bare CR`);
     }
     if (c === LF) throw new HttpError(400, `Cannot parse ${what}: bare LF`);
+    if (c !== HTAB) throw new HttpError(400, `Cannot parse ${what}: control byte 0x${c.toString(16)}`);
   }
   return -1;
 }

@@ -310,6 +310,18 @@ Deno.test("frameRequest() rejects a malformed line without waiting for the rest 
   }
 });
 
+Deno.test("frameRequest() refuses a control byte before its line ends; HTAB alone may wait", () => {
+  // A line holding NUL or DEL can never become valid, so the client is answered at once instead of
+  // at the header timeout.
+  for (const input of ["GET /\x00", "G\x1bT", "GET / HTTP/1.\x04", `GET / HTTP/1.1\r\n${HOST}X-A: b\x7f`]) {
+    const error = expectError(frameRequest(bytes(input)), JSON.stringify(input));
+    assert.equal(error.status, 400, JSON.stringify(input));
+  }
+  for (const input of ["GET / HTTP/1.1\r\nX-A: b\t", "GET /~", `GET / HTTP/1.1\r\n${HOST}X-A: \x80`]) {
+    expectIncomplete(frameRequest(bytes(input)), JSON.stringify(input));
+  }
+});
+
 Deno.test("frameRequest() accepts unusual but valid requests", () => {
   const cases: ReadonlyArray<{ name: string; input: string; body: string; limits?: RequestLimits }> = [
     { name: "HTTP/1.0 without Host", input: "GET / HTTP/1.0\r\n\r\n", body: "" },
