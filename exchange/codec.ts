@@ -15,7 +15,7 @@ import type { HandlerJob, HandlerResult } from "./types.ts";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-// Job header: close flag (1), unused (1), port (2), address length (2).
+// Job header: flags (1), unused (1), port (2), address length (2).
 const JOB_HEAD = 6;
 // Result header: status (2), flags (1), unused (1), worker id (2), path length (2);
 // with a file, then its start and length (8 each).
@@ -25,6 +25,8 @@ const CLOSE = 1;
 const HAS_WORKER = 2;
 const HAS_FILE = 4;
 const UPGRADE_REFUSED = 8;
+// Job flag: the request came over TLS.
+const SECURE = 2;
 
 // Little-endian 16-bit fields, by hand: cheaper than a DataView per message.
 function setU16(bytes: Uint8Array, at: number, value: number): void {
@@ -60,7 +62,7 @@ export const HANDLER_CODEC: PoolCodec<HandlerJob, HandlerResult> = {
   },
   writeJob(job, into) {
     const host = job.remote.hostname;
-    into[0] = job.close ? CLOSE : 0;
+    into[0] = (job.close ? CLOSE : 0) | (job.secure ? SECURE : 0);
     setU16(into, 2, job.remote.port);
     setU16(into, 4, host.length);
     encoder.encodeInto(host, into.subarray(JOB_HEAD, JOB_HEAD + host.length));
@@ -70,6 +72,7 @@ export const HANDLER_CODEC: PoolCodec<HandlerJob, HandlerResult> = {
     const hostLength = getU16(bytes, 4);
     return {
       close: (bytes[0] & CLOSE) !== 0,
+      secure: (bytes[0] & SECURE) !== 0,
       remote: {
         hostname: decoder.decode(bytes.subarray(JOB_HEAD, JOB_HEAD + hostLength)),
         port: getU16(bytes, 2),

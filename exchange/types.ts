@@ -17,6 +17,8 @@ export interface HandlerJob {
   close: boolean;
   /** The client's address. */
   remote: { hostname: string; port: number };
+  /** Whether the request came over TLS, so that its URL is `https:`. */
+  secure?: boolean;
 }
 
 /** A part of a file that the main thread sends after a response's head. */

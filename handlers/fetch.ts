@@ -73,9 +73,10 @@ class ServerRequest extends Request {
 }
 
 /**
- * Builds the `Request` an app sees: the full URL from the Host header (or an
- * absolute-form target), the method, every header, the body, and, when
- * given, the signal of `source` (read when the app first asks for it).
+ * Builds the `Request` an app sees: the full URL from the connection's
+ * scheme (`https` when `secure`) and the Host header (or an absolute-form
+ * target), the method, every header, the body, and, when given, the signal
+ * of `source` (read when the app first asks for it).
  *
  * @example
  * ```ts
@@ -90,12 +91,18 @@ class ServerRequest extends Request {
  * assert.ok(request.signal.aborted);
  * ```
  */
-export function toRequest(parsed: ParsedRequest, source?: { readonly signal: AbortSignal }): Request {
+export function toRequest(
+  parsed: ParsedRequest,
+  source?: { readonly signal: AbortSignal },
+  secure = false,
+): Request {
   const host = parsed.headers.find(([name]) => name === "host")?.[1] || "localhost";
+  const scheme = secure ? "https" : "http";
+  // An absolute-form target names its own scheme and host (RFC 9112, section 3.2.2).
   const url = parsed.target.startsWith("/")
-    ? `http://${host}${parsed.target}`
+    ? `${scheme}://${host}${parsed.target}`
     : parsed.target === "*"
-    ? `http://${host}/`
+    ? `${scheme}://${host}/`
     : parsed.target;
   const hasBody = parsed.method !== "GET" && parsed.method !== "HEAD" && parsed.bodyBytes.length > 0;
   // A GET without an init object, and headers appended one by one, cost about half as much.
@@ -159,27 +166,85 @@ function responseHeaders(response: Response): Array<[string, string]> {
   return out;
 }
 
-// Microtask turns a body's next piece may take and still count as there already: a
-// bytes or string body takes one, a Blob four. A piece that takes longer is given
-// one turn of the event loop more (a chain of transform streams, a small file);
-// one that needs a timer or the network is a stream.
-const SETTLE_TICKS = 16;
+// Responses whose body was given whole (a string, bytes, a Blob, form data, JSON): read at once,
+// so they go out with Content-Length. A Response does not tell where its body came from, so the
+// Response apps construct in this worker records it (see trackResponseBodies); any other body is
+// a stream.
+const WHOLE_BODIES = new WeakSet<Response>();
+let tracking = false;
 
-// The outcome of `next` if it settles within SETTLE_TICKS microtask turns, else
-// one event-loop turn later, else "later". It stops counting turns as soon as
-// `next` settles: a bytes body costs two turns, not SETTLE_TICKS.
-async function nextPiece<T>(next: Promise<T>): Promise<T | "later"> {
-  let settled = false;
-  next.then(() => settled = true, () => settled = true);
-  for (let i = 0; i < SETTLE_TICKS && !settled; i++) await null;
-  if (settled) return await next;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const turn = new Promise<"later">((resolve) => timer = setTimeout(() => resolve("later"), 0));
-  try {
-    return await Promise.race([next, turn]);
-  } finally {
-    clearTimeout(timer);
+function isWholeBody(body: unknown): boolean {
+  return typeof body === "string" || body instanceof ArrayBuffer || ArrayBuffer.isView(body) ||
+    body instanceof Blob || body instanceof FormData || body instanceof URLSearchParams ||
+    body instanceof SharedArrayBuffer;
+}
+
+/**
+ * Makes `globalThis.Response` of this worker a subclass that records which
+ * responses were given their body whole, so that {@linkcode writeResponse}
+ * sends those with `Content-Length` and streams the rest. Call it once,
+ * before the app is loaded. `instanceof Response` holds for every response,
+ * the runtime's own (from `fetch`, `Response.error()`) included.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hasWholeBody, trackResponseBodies } from "./fetch.ts";
+ * trackResponseBodies();
+ * assert.ok(hasWholeBody(new Response("hello")));
+ * assert.ok(hasWholeBody(Response.json({ ok: true })));
+ * assert.ok(!hasWholeBody(new Response(new Blob(["x"]).stream())));
+ * assert.ok(Response.error() instanceof Response);
+ * ```
+ */
+export function trackResponseBodies(): void {
+  if (tracking) return;
+  tracking = true;
+  const Native = globalThis.Response;
+  class Response extends Native {
+    constructor(body?: BodyInit | null, init?: ResponseInit) {
+      super(body, init);
+      if (body !== null && body !== undefined && isWholeBody(body)) WHOLE_BODIES.add(this);
+    }
+
+    static override [Symbol.hasInstance](value: unknown): boolean {
+      return value instanceof Native;
+    }
+
+    static override json(data: unknown, init?: ResponseInit): Response {
+      const response = Native.json(data, init);
+      WHOLE_BODIES.add(response);
+      return response;
+    }
+
+    override clone(): Response {
+      const copy = super.clone();
+      if (WHOLE_BODIES.has(this)) WHOLE_BODIES.add(copy);
+      return copy;
+    }
   }
+  globalThis.Response = Response;
+}
+
+/**
+ * Whether `response` was given its body whole (as recorded once
+ * {@linkcode trackResponseBodies} has run), so its length is known once read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hasWholeBody } from "./fetch.ts";
+ * assert.ok(!hasWholeBody(new Response(new ReadableStream())));
+ * ```
+ */
+export function hasWholeBody(response: Response): boolean {
+  return WHOLE_BODIES.has(response);
+}
+
+// The length a response declares in Content-Length, when it is a plain decimal number.
+function declaredLength(response: Response): number | undefined {
+  const declared = response.headers.get("content-length");
+  return declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : undefined;
 }
 
 function notBytes(): TypeError {
@@ -222,13 +287,32 @@ export interface ExchangeInfo {
   workerId: number;
 }
 
+/** The app's streamed body broke its own declared `Content-Length`; the connection is closed to say so. */
+export class BodyLengthError extends Error {
+  /** The length the response declared. */
+  readonly declared: number;
+  /** The bytes the body gave (up to where it was stopped). */
+  readonly given: number;
+
+  /** `given` bytes of a body that declared `declared`. */
+  constructor(declared: number, given: number) {
+    super(
+      `The app's response body gave ${given > declared ? "more than" : "only"} ${given} bytes; it declared ${declared}`,
+    );
+    this.name = "BodyLengthError";
+    this.declared = declared;
+    this.given = given;
+  }
+}
+
 /**
  * Turns an app's `Response` into the result the main thread writes. A body
- * that is complete as soon as it is read goes out with `Content-Length`; a
- * body that keeps coming is streamed through `progress`, with chunked coding
- * for HTTP/1.1 and a closing connection for HTTP/1.0. When the app waits
- * for its `completion`, everything goes through `progress`, and the result
- * is returned once the main thread has written it all.
+ * given whole (see {@linkcode trackResponseBodies}) goes out with
+ * `Content-Length`; a stream goes out as it comes, with the length it
+ * declares if any, else chunked for HTTP/1.1 and with a closing connection
+ * for HTTP/1.0. When the app waits for its `completion`, everything goes
+ * through `progress`, and the result is returned once the main thread has
+ * written it all.
  */
 export async function writeResponse(
   response: Response,
@@ -242,30 +326,27 @@ export async function writeResponse(
   const head = exchange.method === "HEAD";
   const bodyless = status === 204 || status === 304 || status < 200;
   const keepAlive = exchange.version === "HTTP/1.0";
+  const declared = declaredLength(response);
   const reader = response.body?.getReader();
-  if (reader === undefined || bodyless) {
+  if (reader === undefined || bodyless || (head && !hasWholeBody(response))) {
     await reader?.cancel();
-    // An app that answers HEAD itself may state the length a GET would have.
-    const declared = head ? response.headers.get("content-length") : null;
-    const length = declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined;
+    // A HEAD answer states the length a GET would have when the app declares it; a stream that
+    // declares none gets neither Content-Length nor chunked coding.
+    const streamed = reader !== undefined && !bodyless;
+    const length = !head ? undefined : streamed ? declared ?? "close" : declared;
     const bytes = serializeResponse({ status, reason: statusText, headers, length, close: exchange.close, keepAlive });
     return delivered({ bytes, status, workerId, close: exchange.close });
   }
+  if (!hasWholeBody(response)) return await stream();
 
-  // A bytes or string body arrives as one piece followed at once by the end: send it
-  // with Content-Length. Anything else (a second piece, or a wait) is a stream.
+  // A body given whole is read at once, however many pieces it comes in (a Blob gives several).
   const parts: Uint8Array[] = [];
-  for (;;) {
-    const next = reader.read();
-    if (parts.length === 2) return head ? await headOfStream() : await stream(next);
-    const ready = await nextPiece(next);
-    if (ready === "later") return head ? await headOfStream() : await stream(next);
-    if (ready.done) break;
-    if (!(ready.value instanceof Uint8Array)) {
+  for (let result = await reader.read(); !result.done; result = await reader.read()) {
+    if (!(result.value instanceof Uint8Array)) {
       await reader.cancel().catch(() => {});
       throw notBytes();
     }
-    parts.push(ready.value);
+    parts.push(result.value);
   }
   const body = parts.length === 1 ? parts[0] : concat(parts);
   const bytes = serializeResponse({
@@ -290,35 +371,26 @@ export async function writeResponse(
     })();
   }
 
-  // HEAD of a body whose length is unknown: neither Content-Length nor chunked.
-  async function headOfStream(): Promise<HandlerResult> {
-    await reader!.cancel();
-    const bytes = serializeResponse({
-      status,
-      reason: statusText,
-      headers,
-      length: "close",
-      close: exchange.close,
-      keepAlive,
-    });
-    return delivered({ bytes, status, workerId, close: exchange.close });
-  }
-
-  async function stream(pending: Promise<ReadableStreamReadResult<Uint8Array>>): Promise<HandlerResult> {
-    const chunked = exchange.version === "HTTP/1.1";
-    const close = exchange.close || !chunked;
+  async function stream(): Promise<HandlerResult> {
+    // With a declared length the pieces go out as they are, and the count is held to it.
+    const chunked = declared === undefined && exchange.version === "HTTP/1.1";
+    const close = exchange.close || (declared === undefined && !chunked);
     const start = serializeResponse({
       status,
       reason: statusText,
       headers,
-      length: chunked ? "chunked" : "close",
+      length: declared ?? (chunked ? "chunked" : "close"),
       close,
+      keepAlive: keepAlive && !close,
     });
     await progress.emit({ kind: "head", result: { bytes: start, status, workerId, close } } satisfies StreamPart, [
       start.buffer as ArrayBuffer,
     ]);
+    let given = 0;
     const send = async (bytes: Uint8Array) => {
       if (bytes.length === 0) return;
+      given += bytes.length;
+      if (declared !== undefined && given > declared) throw new BodyLengthError(declared, given);
       const framed = chunked ? chunkFrame(bytes) : own(bytes);
       await progress.emit({ kind: "chunk", bytes: framed } satisfies StreamPart, [framed.buffer as ArrayBuffer]);
     };
@@ -327,12 +399,12 @@ export async function writeResponse(
     const onAbort = () => reader!.cancel(signal.reason).catch(() => {});
     signal.addEventListener("abort", onAbort, { once: true });
     try {
-      for (const part of parts) await send(part);
-      for (let result = await pending; !result.done; result = await reader!.read()) {
+      for (let result = await reader!.read(); !result.done; result = await reader!.read()) {
         if (!(result.value instanceof Uint8Array)) throw notBytes();
         await send(result.value);
       }
       signal.throwIfAborted();
+      if (declared !== undefined && given < declared) throw new BodyLengthError(declared, given);
     } catch (error) {
       // The client is gone (the pool cancelled the job) or the stream failed: stop the app's stream too.
       await reader!.cancel(error).catch(() => {});

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { errorResponse, HttpError, parseRequest, serializeResponse } from "../http/mod.ts";
 import type { JobProgress } from "../pool/run_jobs.ts";
-import { type App, Completion, isApp, type ServeInfo, toRequest, writeResponse } from "./fetch.ts";
+import { type App, Completion, isApp, type ServeInfo, toRequest, trackResponseBodies, writeResponse } from "./fetch.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "../exchange/mod.ts";
 import { NOT_FOUND, type Pages, type Route, route as builtInRoute } from "./routes.ts";
 import { serveStatic, type StaticOptions } from "./static.ts";
@@ -88,6 +88,8 @@ export async function setupWorker(data: HandlerData, route: Route = builtInRoute
   };
   const state: WorkerState = { data, pages: await loadPages(data.root), statics, route };
   if (data.app !== undefined) {
+    // Before the app's code runs, so that every Response it makes says whether its body is whole.
+    trackResponseBodies();
     let module: { default?: unknown };
     try {
       module = await import(data.app);
@@ -138,7 +140,7 @@ export async function handleJob(
   if (state.app) {
     let fetchRequest;
     try {
-      fetchRequest = toRequest(request, progress);
+      fetchRequest = toRequest(request, progress, job.secure);
     } catch {
       return { bytes: errorResponse(400), status: 400, workerId, close: true };
     }

@@ -6,6 +6,7 @@ import { DEFAULT_LIMITS } from "../http/mod.ts";
 import { PROJECT_ROOT, ServerProcess, spawnServer, startServer, STATIC_ROOT, taskArgs } from "./_server.ts";
 import { FramingError, header, headerValues, openRaw, rawRequest, type RawResponse } from "./_chunked.ts";
 import { rssKiB, sampleRss } from "./_proc.ts";
+import { within } from "./_within.ts";
 
 /** The fixture apps, relative to the server's working directory (the project root). */
 const APPS = "tests/fixtures/apps/";
@@ -286,12 +287,38 @@ Deno.test("--app with a deno-serve-shaped module, over real sockets", async (t) 
     }
   });
 
-  await t.step("a complete body behind a chain of transform streams is sent with Content-Length", async () => {
-    const response = await rawRequest(port, "GET /chained HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert.equal(response.status, 200);
-    assertNotChunked(response);
-    assert.equal(header(response, "content-length"), "23");
-    assert.equal(response.text, "through five transforms");
+  await t.step(
+    "a stream that declares its Content-Length is sent with it, not chunked, and the connection stays",
+    async () => {
+      using connection = await openRaw(port);
+      await connection.send("GET /chained HTTP/1.1\r\nHost: x\r\n\r\nGET /bytes HTTP/1.1\r\nHost: x\r\n\r\n");
+      const response = await connection.reader.read();
+      assert.equal(response?.status, 200);
+      assertNotChunked(response!);
+      assert.equal(header(response!, "content-length"), "23");
+      assert.equal(response!.text, "through five transforms");
+      assert.equal((await connection.reader.read())?.body.length, 256, "the next answer on the connection");
+    },
+  );
+
+  await t.step("a stream that gives less than its declared Content-Length is cut off by closing", async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(new TextEncoder().encode("GET /declared-short HTTP/1.1\r\nHost: x\r\n\r\n"));
+      // Everything until the server closes (bounded: a server that keeps the connection fails here).
+      const received = await within(5000, "the close after a short body", new Response(conn.readable).text());
+      const [head, body] = received.split("\r\n\r\n");
+      assert.match(head, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.match(head, /\r\ncontent-length: 100\r\n/i);
+      assert.doesNotMatch(head, /transfer-encoding/i);
+      assert.equal(body, "ten bytes\n");
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // closed by reading to the end
+      }
+    }
   });
 
   await t.step("a body chunk that is not bytes answers 500 and closes, never an empty 200", async () => {

@@ -14,7 +14,7 @@ function roundTripResult(result: HandlerResult): HandlerResult {
   return HANDLER_CODEC.readResult(bytes);
 }
 
-Deno.test("HANDLER_CODEC carries a job's bytes, close flag and client address, IPv4 or IPv6, any port", () => {
+Deno.test("HANDLER_CODEC carries a job's bytes, close and TLS flags and client address, IPv4 or IPv6, any port", () => {
   const bytes = new TextEncoder().encode("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz");
   for (
     const remote of [
@@ -24,7 +24,9 @@ Deno.test("HANDLER_CODEC carries a job's bytes, close flag and client address, I
     ]
   ) {
     for (const close of [true, false]) {
-      assert.deepEqual(roundTripJob({ bytes, close, remote }), { bytes, close, remote });
+      for (const secure of [true, false]) {
+        assert.deepEqual(roundTripJob({ bytes, close, remote, secure }), { bytes, close, remote, secure });
+      }
     }
   }
 });
