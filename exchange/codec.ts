@@ -49,7 +49,7 @@ function view(bytes: Uint8Array): DataView {
  * ```ts
  * import assert from "node:assert/strict";
  * import { HANDLER_CODEC } from "./codec.ts";
- * const job = { bytes: new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"), close: true, remote: { hostname: "::1", port: 8 } };
+ * const job = { bytes: new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"), close: true, remote: { hostname: "::1", port: 8 }, secure: false };
  * const bytes = new Uint8Array(HANDLER_CODEC.jobSize(job));
  * HANDLER_CODEC.writeJob(job, bytes);
  * assert.deepEqual(HANDLER_CODEC.readJob(bytes), job);
