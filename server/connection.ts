@@ -64,6 +64,8 @@ export class Connection {
   readonly done: Promise<void> = this.#closed.promise;
 
   /**
+   * Starts serving `conn`, accepted by the server that `host` stands for.
+   *
    * @example
    * ```ts ignore
    * const connection = new Connection(await listener.accept(), host);

@@ -109,7 +109,9 @@ export interface RequestLogEntry {
 
 /** What a connection's state needs to know of its server: one object, shared by its connections. */
 export interface ConnectionRules {
+  /** The size limits requests are framed with. */
   readonly limits: RequestLimits;
+  /** How long each wait may take. */
   readonly timeouts: ConnectionTimeouts;
   /** Whether connections are TLS, passed on with each request (its URL is then `https:`). */
   readonly secure?: boolean;

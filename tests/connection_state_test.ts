@@ -27,9 +27,10 @@ class Harness {
   readonly state: ConnectionState;
   readonly actions: Action[] = [];
 
-  constructor(limits: RequestLimits = DEFAULT_LIMITS) {
+  constructor(limits: RequestLimits = DEFAULT_LIMITS, secure = false) {
     this.state = new ConnectionState({
       limits,
+      secure,
       timeouts: TIMEOUTS,
       admit: () => this.admission,
       accepting: () => this.accepting,
@@ -442,4 +443,14 @@ Deno.test("each request's log entry has its method, target, status, bytes, time 
   h.reply(0, 404, { workerId: 3 });
   h.sent(0, 123);
   assert.deepEqual(h.logs(), [{ method: "GET", target: "/logged?q=1", status: 404, bytes: 123, ms: 12, workerId: 3 }]);
+});
+
+Deno.test("each request of a TLS connection is marked secure, so its URL is https:", () => {
+  for (const secure of [false, true]) {
+    const h = new Harness(DEFAULT_LIMITS, secure);
+    h.receive(get("/"));
+    const [dispatch] = h.actions;
+    assert.ok(dispatch.type === "dispatch");
+    assert.equal(dispatch.job.secure === true, secure);
+  }
 });
