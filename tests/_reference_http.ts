@@ -30,7 +30,9 @@ const FIELD_LINE = new RegExp(
   `^(${TOKEN}):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[\x21-\x7e\x80-\xff \t]*[\x21-\x7e\x80-\xff])?)?)[ \t]*$`,
 );
 const HOST = /^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$/;
-const CHUNK_LINE = new RegExp(`^([0-9A-Fa-f]{1,6})((?:;${TOKEN}(?:=(?:${TOKEN}|"[^"\\\\\r\n]*"))?)*)\r\n`);
+// quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE (RFC 9110 section 5.6.4).
+const QUOTED = /"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"/.source;
+const CHUNK_LINE = new RegExp(`^([0-9A-Fa-f]{1,6})((?:;${TOKEN}(?:=(?:${TOKEN}|${QUOTED}))?)*)\r\n`);
 // Small enough that no limit of the server's defaults applies.
 const MAX_BODY = 64 * 1024;
 
