@@ -16,6 +16,7 @@
 import {
   EXIT_USAGE,
   helpText,
+  isLoopback,
   parseCli,
   type Server,
   StartError,
@@ -104,6 +105,15 @@ export async function main(args: string[], hooks: Partial<StartHooks> = {}): Pro
   const workers = `${options.workers} worker${options.workers === 1 ? "" : "s"}`;
   const each = `${options.concurrency} request${options.concurrency === 1 ? "" : "s"} at a time each`;
   console.log(`Listening on ${server.url} with ${workers}, ${each}, up to ${server.workerMemoryMb} MiB of heap each`);
+  if (server.adminUrl !== undefined) {
+    console.log(`Admin on ${server.adminUrl} (live page; /metrics for Prometheus; /healthz)`);
+    if (!isLoopback(options.admin!.host)) {
+      console.error(
+        `webserver: warning: the admin listener on ${options.admin!.host} is not a loopback address: ` +
+          "anyone who can reach it sees the pool's state and metrics",
+      );
+    }
+  }
   if (firstSignalAt !== undefined) server.shutdown();
   await server.finished;
   removeListeners();

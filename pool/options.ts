@@ -145,6 +145,45 @@ export interface ExecuteOptions {
    * rejects, so it can stop, and it settles as it ends.
    */
   signal?: AbortSignal;
+  /** A short description of the job (say `GET /sleep`), shown by {@linkcode PoolStats} while it runs. */
+  label?: string;
+}
+
+/** What one worker is doing, as {@linkcode PoolStats} shows it. */
+export interface WorkerStats {
+  /** Its place in the pool, from 0 to size - 1. */
+  id: number;
+  /** Where its current thread is in its life. */
+  state: "starting" | "ready" | "stopping" | "dead";
+  /** Jobs its thread holds now (busy when above 0). */
+  inflight: number;
+  /** The job it has held longest, when it holds any: its label and how long it has run, in milliseconds. */
+  oldest?: { label: string | undefined; ageMs: number };
+  /** Jobs finished in its place, by this thread and those it replaced. */
+  served: number;
+  /** Times a thread in its place was replaced (it died, got stuck, or failed to start). */
+  restarts: number;
+}
+
+/**
+ * A snapshot of a pool at work, for metrics and a status page.
+ *
+ * @example
+ * ```ts
+ * import type { PoolStats } from "./options.ts";
+ * const idle: PoolStats = { workers: [], queued: 0, maxQueue: 10, stuckThreads: 0 };
+ * console.log(idle.queued);
+ * ```
+ */
+export interface PoolStats {
+  /** Each worker, by id. */
+  workers: WorkerStats[];
+  /** Jobs waiting for a worker. */
+  queued: number;
+  /** The bound on waiting jobs. */
+  maxQueue: number;
+  /** Threads given up on while running code that could not be stopped. */
+  stuckThreads: number;
 }
 
 /**

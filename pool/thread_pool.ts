@@ -32,8 +32,10 @@ import {
   DEFAULT_POOL_OPTIONS,
   type ExecuteOptions,
   MAX_CONCURRENCY,
+  type PoolStats,
   type ResolvedPoolOptions,
   type ThreadPoolOptions,
+  type WorkerStats,
 } from "./options.ts";
 
 // After a replacement worker fails to start, wait this long before trying again, twice as long
@@ -156,6 +158,9 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   #broken: Error | undefined;
   #closing: Promise<PoolCloseReport> | undefined;
   #stuckThreads = 0;
+  // By worker id: jobs served by the threads replaced so far, and how many were replaced.
+  readonly #servedBefore: number[] = [];
+  readonly #restarts: number[] = [];
   // Failed starts in a row, by worker id, for the respawn back-off.
   readonly #failedStarts = new Map<number, number>();
   #closed = false;
@@ -236,6 +241,32 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
    */
   get stuckThreads(): number {
     return this.#stuckThreads;
+  }
+
+  /**
+   * What each worker is doing now: its jobs, the oldest one's label and age, what it has served and
+   * how often it was replaced; and the queue. Cheap enough to call every second.
+   */
+  stats(): PoolStats {
+    const now = performance.now();
+    const workers = this.#workers.map((worker): WorkerStats => {
+      const held = worker.state === "dead" ? [] : worker.inflight();
+      let oldest: Task | undefined;
+      for (const pos of held) {
+        const task = this.#tasks.get(pos);
+        if (task && (oldest === undefined || (task.startedAt ?? now) < (oldest.startedAt ?? now))) oldest = task;
+      }
+      const stats: WorkerStats = {
+        id: worker.id,
+        state: worker.state,
+        inflight: held.length,
+        served: worker.served + (this.#servedBefore[worker.id] ?? 0),
+        restarts: this.#restarts[worker.id] ?? 0,
+      };
+      if (oldest) stats.oldest = { label: oldest.options.label, ageMs: now - (oldest.startedAt ?? now) };
+      return stats;
+    });
+    return { workers, queued: this.queued, maxQueue: this.#options.maxQueue, stuckThreads: this.#stuckThreads };
   }
 
   /** Resolves when every worker has started; rejects with {@linkcode WorkerStartError} when one cannot. */
@@ -636,6 +667,8 @@ export class ThreadPool<Job = unknown, Result = unknown> implements AsyncDisposa
   #replace(worker: Worker, reason: Error): void {
     if (this.#workers[worker.id] !== worker || worker.state === "dead") return;
     const wasStarting = worker.state === "starting";
+    this.#servedBefore[worker.id] = (this.#servedBefore[worker.id] ?? 0) + worker.served;
+    this.#restarts[worker.id] = (this.#restarts[worker.id] ?? 0) + 1;
     worker.terminate();
     this.#channel.close(worker.port);
     this.#byNumber.delete(worker.number);

@@ -36,7 +36,7 @@ export interface ConnectionHost extends ConnectionRules {
    * Runs one request on the pool. When `signal` aborts before a worker takes
    * the request, it is dropped and never runs.
    */
-  run(job: HandlerJob, signal?: AbortSignal): Promise<Reply>;
+  run(job: HandlerJob, signal?: AbortSignal, label?: string): Promise<Reply>;
   /** Called once the response to a request has been written. */
   logRequest(entry: RequestLogEntry): void;
   /** Reports an unexpected failure (never a client's fault). */
@@ -137,7 +137,7 @@ export class Connection {
     for (const action of actions) {
       switch (action.type) {
         case "dispatch":
-          this.#dispatch(action.id, action.job);
+          this.#dispatch(action.id, action.job, action.label);
           break;
         case "send":
           this.#send(action.id, action.reply, action.method, action.target);
@@ -158,11 +158,11 @@ export class Connection {
     wake?.();
   }
 
-  #dispatch(id: number, job: HandlerJob): void {
+  #dispatch(id: number, job: HandlerJob, label: string): void {
     // When the client goes away, a request still queued is dropped and a running one has its
     // signal aborted, since no answer could reach the client.
     const signal = (this.#clientGone ??= new AbortController()).signal;
-    this.#host.run(job, signal).then(
+    this.#host.run(job, signal, label).then(
       (reply) => this.#apply(this.#state.replied(id, reply)),
       (error: unknown) => this.#apply(this.#state.replied(id, { ...errorResult(500), failure: error })),
     );

@@ -95,6 +95,14 @@ export interface RequestLogEntry {
   method: string;
   /** The request target, or `-`. */
   target: string;
+  /** The request's version, or `-`. */
+  version: string;
+  /** The client's address. */
+  remote: string;
+  /** The request's `Referer`, when the rules ask for headers and it has one. */
+  referer?: string;
+  /** The request's `User-Agent`, when the rules ask for headers and it has one. */
+  userAgent?: string;
   /** The status sent, or 499 when the client went away before any answer was sent. */
   status: number;
   /** Bytes of the response written. */
@@ -121,6 +129,8 @@ export interface ConnectionRules {
   accepting(): boolean;
   /** Whether each request gets a `log` action. */
   readonly logsRequests: boolean;
+  /** Whether log entries carry the request's `Referer` and `User-Agent`. */
+  readonly logsHeaders?: boolean;
   /** The clock, in milliseconds; `performance.now` unless a test brings its own. */
   readonly now?: () => number;
 }
@@ -128,7 +138,13 @@ export interface ConnectionRules {
 /** Something the driver must do, in the order given. */
 export type Action =
   /** Run this request; report its reply with {@linkcode ConnectionState.replied}. */
-  | { readonly type: "dispatch"; readonly id: number; readonly job: HandlerJob }
+  | {
+    readonly type: "dispatch";
+    readonly id: number;
+    readonly job: HandlerJob;
+    /** `METHOD target`, to say what the request is while it runs. */
+    readonly label: string;
+  }
   /**
    * Write this response (its bytes, then its file part or stream pieces); report the outcome with
    * {@linkcode ConnectionState.sent}. At most one send is outstanding at a time.
@@ -173,6 +189,8 @@ interface Slot {
   readonly id: number;
   readonly method: string;
   readonly target: string;
+  readonly version: string;
+  readonly headers?: Array<[string, string]>;
   readonly start: number;
   // An interim response (100 Continue): written in order, neither counted nor logged.
   readonly interim: boolean;
@@ -397,7 +415,8 @@ export class ConnectionState {
         // Invite the body only if the request will be served.
         if (framed.head?.expectContinue && !this.#continued && this.#rules.accepting()) {
           this.#continued = true;
-          this.#slots.push({ id: this.#nextId++, method: "-", target: "-", start: 0, interim: true, reply: CONTINUED });
+          const id = this.#nextId++;
+          this.#slots.push({ id, method: "-", target: "-", version: "-", start: 0, interim: true, reply: CONTINUED });
           this.#pump(actions);
         }
         break;
@@ -423,18 +442,25 @@ export class ConnectionState {
       const id = this.#nextId++;
       const job: HandlerJob = { bytes: this.#take(end), close, remote: this.#remote };
       if (this.#rules.secure) job.secure = true;
-      this.#owe(id, head.method, head.target);
-      actions.push({ type: "dispatch", id, job });
+      this.#owe(id, head.method, head.target, head.version, this.#rules.logsHeaders ? head.headers : undefined);
+      actions.push({ type: "dispatch", id, job, label: `${head.method} ${head.target}` });
       if (close) this.#stop();
       else if (this.#inflight >= MAX_PIPELINED) this.#backpressure = true;
     }
     this.#updateDeadline();
   }
 
-  #owe(id: number, method: string, target: string, reply?: Reply): void {
+  #owe(
+    id: number,
+    method: string,
+    target: string,
+    version: string,
+    headers?: Array<[string, string]>,
+    reply?: Reply,
+  ): void {
     // Timed only for the log; the clock is a call into the runtime.
     const start = this.#rules.logsRequests ? this.#now() : 0;
-    this.#slots.push({ id, method, target, start, interim: false, reply });
+    this.#slots.push({ id, method, target, version, headers, start, interim: false, reply });
     this.#inflight++;
   }
 
@@ -450,7 +476,7 @@ export class ConnectionState {
   // Answers with an error status from the main thread, after any responses owed, then closes.
   #respondNow(status: number, actions: Action[]): void {
     this.#stop();
-    this.#owe(this.#nextId++, "-", "-", errorResult(status, status === 503 ? [RETRY_AFTER] : []));
+    this.#owe(this.#nextId++, "-", "-", "-", undefined, errorResult(status, status === 503 ? [RETRY_AFTER] : []));
     this.#pump(actions);
   }
 
@@ -491,12 +517,20 @@ export class ConnectionState {
       const entry: RequestLogEntry = {
         method: slot.method,
         target: slot.target,
+        version: slot.version,
+        remote: this.#remote.hostname,
         status: gone && bytes === 0 ? CLIENT_GONE : reply.status,
         bytes,
         ms: this.#now() - slot.start,
         workerId: reply.workerId,
       };
       if (gone) entry.clientGone = true;
+      if (slot.headers) {
+        for (const [name, value] of slot.headers) {
+          if (name === "referer") entry.referer = value;
+          else if (name === "user-agent") entry.userAgent = value;
+        }
+      }
       actions.push({ type: "log", entry });
     }
     if (this.#closed) return;

@@ -43,10 +43,14 @@ import {
 import { Connection } from "./connection.ts";
 import type { Admission, Reply, RequestLogEntry } from "./connection_state.ts";
 import { PieceQueue } from "./piece_queue.ts";
+import { formatLogLine } from "./log_format.ts";
+import { adminHandler, type AdminSource, Metrics } from "./admin.ts";
 import { EXIT_RESTART, EXIT_USAGE, type ServerOptions, workerMemoryFor } from "./options.ts";
 
 export * from "./options.ts";
 export type { RequestLogEntry } from "./connection_state.ts";
+export { formatLogLine } from "./log_format.ts";
+export { isLoopback } from "./admin.ts";
 
 /** Where the server's lines go. */
 export interface Logger {
@@ -101,6 +105,8 @@ export interface Server {
   readonly exitCode: number;
   /** `http://host:port/` for the bound address. */
   readonly url: string;
+  /** The admin listener's `http://host:port/`, when `--admin` is given. */
+  readonly adminUrl: string | undefined;
   /** Starts a graceful shutdown (idempotent) and resolves when it is done. */
   shutdown(): Promise<void>;
   /** Resolves when the server has shut down, for whatever reason. */
@@ -206,6 +212,7 @@ export async function startServer(
     // Workers that never served (a failed start) are stopped without a word.
     onWorkerStop: (id) => started && logger.info(`Shutting down worker ${id}`),
     onWorkerReplaced: (id, reason) => {
+      metrics?.workerReplaced();
       if (reason instanceof WorkerStuckError) {
         // Deno cannot stop its thread: it may run on. Past the limit, only a fresh process helps.
         const { stuckThreads } = reason;
@@ -249,6 +256,27 @@ export async function startServer(
   let stopping: Promise<void> | undefined;
   const finished = Promise.withResolvers<void>();
 
+  // The admin listener, answered here in the main thread: it keeps answering while every worker is busy.
+  const source: AdminSource = {
+    stats: () => pool.stats(),
+    connections: () => connections.size,
+    draining: () => stopping !== undefined,
+  };
+  const metrics = options.admin ? new Metrics(source) : undefined;
+  let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
+  if (options.admin) {
+    const { host, port } = options.admin;
+    try {
+      admin = Deno.serve({ hostname: host, port, onListen: () => {} }, adminHandler(source, metrics!));
+    } catch (error) {
+      listener.close();
+      await pool.close();
+      const where = `${host}:${port}`;
+      const reason = error instanceof Deno.errors.AddrInUse ? "address already in use" : (error as Error).message;
+      throw new StartError(`Cannot listen on ${where} (--admin): ${reason}`);
+    }
+  }
+
   const host = {
     limits,
     admit(): Admission {
@@ -272,8 +300,13 @@ export async function startServer(
     },
     accepting: () => stopping === undefined,
     run,
-    logsRequests: !options.quiet,
-    logRequest: (entry: RequestLogEntry) => logger.info(formatLogLine(entry)),
+    // The metrics count what the log records, so with --admin every request gets an entry.
+    logsRequests: !options.quiet || metrics !== undefined,
+    logsHeaders: options.logFormat === "combined",
+    logRequest: (entry: RequestLogEntry) => {
+      metrics?.observe(entry);
+      if (!options.quiet) logger.info(formatLogLine(entry, options.logFormat));
+    },
     logError: (message: string, error: unknown) => logError(`${message}: ${describe(error)}`),
     logNotice: (line: string) => logError(line),
   };
@@ -281,7 +314,7 @@ export async function startServer(
   // Runs a request on the pool. A streamed response resolves at its head, and its body
   // pieces follow through `more`, each acknowledged to the worker once written.
   // Most responses are not streamed, so the stream's parts are made only when a head arrives.
-  function run(job: HandlerJob, signal?: AbortSignal): Promise<Reply> {
+  function run(job: HandlerJob, signal?: AbortSignal, label?: string): Promise<Reply> {
     return new Promise<Reply>((resolve) => {
       let pieces: PieceQueue | undefined;
       pool.execute(job, {
@@ -290,6 +323,8 @@ export async function startServer(
         // A request that cannot even start within this long gets 503, never waits forever.
         queueTimeout: queueTimeoutMs,
         signal,
+        // For the admin page's "oldest request"; made only when there is one.
+        label: metrics && label,
         onProgress(data, ack, cancel) {
           const part = data as StreamPart;
           if (part.kind === "head") {
@@ -377,6 +412,8 @@ export async function startServer(
     await Promise.allSettled([...connections].map((c) => c.done));
     clearInterval(sweep);
     await pool.close();
+    // Last: health and metrics answer until the very end of the drain.
+    await admin?.shutdown();
   }
 
   function shutdown(): Promise<void> {
@@ -389,6 +426,7 @@ export async function startServer(
   return {
     addr,
     url: formatUrl(addr),
+    adminUrl: admin ? formatUrl(admin.addr) : undefined,
     workerMemoryMb,
     get exitCode() {
       return exitCode;
@@ -396,23 +434,4 @@ export async function startServer(
     shutdown,
     finished: finished.promise,
   };
-}
-
-/**
- * One request log line: method, target, status, bytes, milliseconds, worker.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { formatLogLine } from "./mod.ts";
- * const line = formatLogLine({ method: "GET", target: "/", status: 200, bytes: 10, ms: 1.234, workerId: 2 });
- * assert.ok(line === "GET / 200 10B 1.23ms worker 2");
- * const gone = formatLogLine({ method: "GET", target: "/sse", status: 200, bytes: 80, ms: 900, workerId: 0, clientGone: true });
- * assert.ok(gone === "GET /sse 200 80B 900.00ms worker 0 (client gone)");
- * ```
- */
-export function formatLogLine(entry: RequestLogEntry): string {
-  const worker = entry.workerId === undefined ? "main" : `worker ${entry.workerId}`;
-  const gone = entry.clientGone ? " (client gone)" : "";
-  return `${entry.method} ${entry.target} ${entry.status} ${entry.bytes}B ${entry.ms.toFixed(2)}ms ${worker}${gone}`;
 }

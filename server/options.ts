@@ -9,6 +9,23 @@ import { fileURLToPath } from "node:url";
 import { DEFAULT_LIMITS } from "../http/mod.ts";
 import { MAX_CONCURRENCY } from "../pool/mod.ts";
 
+/**
+ * How each request's log line is written: `text` (method, target, status, bytes, time, worker),
+ * `combined` (the nginx/Apache combined format), or `json` (one object per line).
+ */
+export type LogFormat = "text" | "combined" | "json";
+
+/** The log formats, as `--log-format` takes them. */
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "combined", "json"];
+
+/** An address to listen on. */
+export interface ListenAddress {
+  /** The host name or IP address. */
+  host: string;
+  /** The TCP port; 0 picks a free one. */
+  port: number;
+}
+
 /** Everything that configures a server; each default is in {@linkcode DEFAULTS}. */
 export interface ServerOptions {
   /** Address to listen on. */
@@ -32,6 +49,10 @@ export interface ServerOptions {
   maxRequests: number | undefined;
   /** Leave out the one-line-per-request log. */
   quiet: boolean;
+  /** How each request's log line is written. */
+  logFormat: LogFormat;
+  /** Where the admin listener (metrics, health, the live page) listens; `undefined`: none. */
+  admin: ListenAddress | undefined;
   /** Longest request line in bytes (414 beyond). */
   maxRequestLine: number;
   /** Largest header section in bytes (431 beyond). */
@@ -81,6 +102,9 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
   root: fileURLToPath(new URL("../static/", import.meta.url)),
   maxRequests: undefined,
   quiet: false,
+  logFormat: "text",
+  // Off: a window into the server is opened only on purpose.
+  admin: undefined,
   // The protocol limits and their reasons live beside the parser.
   ...DEFAULT_LIMITS,
   // nginx's client_header_timeout is 60 s; 10 s is ample for any real client and starves slowloris.
@@ -182,8 +206,11 @@ export class UsageError extends Error {
   }
 }
 
-/** How a flag's value is read: a word, free text, no value, a whole number, or seconds with decimals. */
-export type Kind = "string" | "text" | "boolean" | "integer" | "seconds";
+/**
+ * How a flag's value is read: a word, free text, no value, a whole number, a size in bytes (with an
+ * optional unit), seconds with decimals, one of a list of words, or an address (`[HOST:]PORT`).
+ */
+export type Kind = "string" | "text" | "boolean" | "integer" | "size" | "seconds" | "choice" | "address";
 
 /** One command-line flag, as listed by `--help` and the README. */
 export interface FlagDoc {
@@ -201,6 +228,8 @@ export interface FlagDoc {
   min?: number;
   /** Largest accepted value, for numbers. */
   max?: number;
+  /** The accepted words, for a choice. */
+  choices?: readonly string[];
   /** The default, as shown to people. */
   defaultText: string;
   /** What it does. */
@@ -292,10 +321,27 @@ export const FLAGS: readonly FlagDoc[] = [
   },
   { flag: "--quiet", key: "quiet", kind: "boolean", defaultText: "off", description: "Do not log each request" },
   {
+    flag: "--log-format",
+    key: "logFormat",
+    kind: "choice",
+    value: "FORMAT",
+    choices: LOG_FORMATS,
+    defaultText: DEFAULTS.logFormat,
+    description: "Request log lines: text, combined (nginx/Apache) or json (one object a line)",
+  },
+  {
+    flag: "--admin",
+    key: "admin",
+    kind: "address",
+    value: "[HOST:]PORT",
+    defaultText: "off",
+    description: "Admin listener (host 127.0.0.1 unless given): /metrics, /healthz and a live page of the pool",
+  },
+  {
     flag: "--max-request-line",
     key: "maxRequestLine",
-    kind: "integer",
-    value: "BYTES",
+    kind: "size",
+    value: "SIZE",
     min: 16,
     defaultText: String(DEFAULTS.maxRequestLine),
     description: "Longest request line; longer gets 414",
@@ -303,8 +349,8 @@ export const FLAGS: readonly FlagDoc[] = [
   {
     flag: "--max-header-bytes",
     key: "maxHeaderBytes",
-    kind: "integer",
-    value: "BYTES",
+    kind: "size",
+    value: "SIZE",
     min: 16,
     defaultText: String(DEFAULTS.maxHeaderBytes),
     description: "Largest header section; larger gets 431",
@@ -321,8 +367,8 @@ export const FLAGS: readonly FlagDoc[] = [
   {
     flag: "--max-body",
     key: "maxBody",
-    kind: "integer",
-    value: "BYTES",
+    kind: "size",
+    value: "SIZE",
     min: 0,
     defaultText: `${DEFAULTS.maxBody} (1 MiB)`,
     description: "Largest request body; larger gets 413",
@@ -429,10 +475,58 @@ export function helpText(): string {
   ].join("\n");
 }
 
+// Sizes past this are mistakes: no request part is that large.
+const MAX_SIZE = 1024 ** 4;
+const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/**
+ * A size in bytes from text: a whole number, optionally followed by `k`, `m` or `g` (KiB, MiB,
+ * GiB; any case, with or without a trailing `b`/`ib`). `undefined` when it is not one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseSize } from "./options.ts";
+ * assert.equal(parseSize("4m"), 4 * 1024 * 1024);
+ * assert.equal(parseSize("512KiB"), 512 * 1024);
+ * assert.equal(parseSize("100"), 100);
+ * assert.equal(parseSize("1.5m"), undefined);
+ * ```
+ */
+export function parseSize(text: string): number | undefined {
+  const match = /^([0-9]+)\s*([kmg]?)(?:i?b)?$/i.exec(text.trim());
+  if (!match || (match[2] === "" && /b$/i.test(text.trim()))) return undefined;
+  const bytes = Number(match[1]) * SIZE_UNITS[match[2].toLowerCase()];
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/**
+ * An address from `[HOST:]PORT` text; the host is 127.0.0.1 when not given, and an IPv6 host is
+ * written in brackets (`[::1]:9000`). `undefined` when it is not one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseAddress } from "./options.ts";
+ * assert.deepEqual(parseAddress("9090"), { host: "127.0.0.1", port: 9090 });
+ * assert.deepEqual(parseAddress("0.0.0.0:9090"), { host: "0.0.0.0", port: 9090 });
+ * assert.deepEqual(parseAddress("[::1]:0"), { host: "::1", port: 0 });
+ * assert.equal(parseAddress("localhost:99999"), undefined);
+ * ```
+ */
+export function parseAddress(text: string): ListenAddress | undefined {
+  const match = /^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?([0-9]{1,5})$/.exec(text);
+  if (!match) return undefined;
+  const port = Number(match[2]);
+  if (port > 65535) return undefined;
+  const host = match[1] === undefined ? "127.0.0.1" : match[1].replace(/^\[(.*)\]$/, "$1");
+  return { host, port };
+}
+
 /** The result of reading the command line. */
 export type CliResult = { help: true } | { help: false; options: ServerOptions };
 
-function readValue(flag: FlagDoc, source: string, text: string): string | number | boolean {
+function readValue(flag: FlagDoc, source: string, text: string): string | number | boolean | ListenAddress {
   const fail = (what: string): never => {
     throw new UsageError(`Invalid ${source}: ${what}, got ${JSON.stringify(text)}`);
   };
@@ -454,6 +548,22 @@ function readValue(flag: FlagDoc, source: string, text: string): string | number
         : `must be an integer from ${min} to ${max}`;
       if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) fail(what);
       return Number(text);
+    }
+    case "size": {
+      const min = flag.min ?? 0;
+      const max = flag.max ?? MAX_SIZE;
+      const bytes = parseSize(text);
+      if (bytes === undefined || bytes < min || bytes > max) {
+        fail(`must be a size from ${min} to ${max} bytes (a number, or with k, m or g for KiB, MiB, GiB)`);
+      }
+      return bytes!;
+    }
+    case "choice":
+      if (!flag.choices!.includes(text)) fail(`must be one of ${flag.choices!.join(", ")}`);
+      return text;
+    case "address": {
+      const address = parseAddress(text);
+      return address ?? fail("must be [HOST:]PORT with a port from 0 to 65535");
     }
     case "seconds": {
       const what = `must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}`;

@@ -442,7 +442,16 @@ Deno.test("each request's log entry has its method, target, status, bytes, time 
   h.now += 12;
   h.reply(0, 404, { workerId: 3 });
   h.sent(0, 123);
-  assert.deepEqual(h.logs(), [{ method: "GET", target: "/logged?q=1", status: 404, bytes: 123, ms: 12, workerId: 3 }]);
+  assert.deepEqual(h.logs(), [{
+    method: "GET",
+    target: "/logged?q=1",
+    version: "HTTP/1.1",
+    remote: "127.0.0.1",
+    status: 404,
+    bytes: 123,
+    ms: 12,
+    workerId: 3,
+  }]);
 });
 
 Deno.test("each request of a TLS connection is marked secure, so its URL is https:", () => {

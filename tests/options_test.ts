@@ -27,6 +27,9 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
     "/tmp",
     "--max-requests=2",
     "--quiet",
+    "--log-format",
+    "json",
+    "--admin=9100",
     "--max-request-line",
     "100",
     "--max-header-bytes=200",
@@ -64,6 +67,8 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
       root: "/tmp",
       maxRequests: 2,
       quiet: true,
+      logFormat: "json",
+      admin: { host: "127.0.0.1", port: 9100 },
       maxRequestLine: 100,
       maxHeaderBytes: 200,
       maxHeaderCount: 3,
@@ -174,4 +179,41 @@ Deno.test("parseCli() refuses a Cache-Control value that could break the header 
     /Invalid --cache-control: must be printable ASCII/,
   );
   assert.throws(() => parseCli(["--cache-control", " "], noEnv), /Invalid --cache-control/);
+});
+
+Deno.test("parseCli() reads sizes with units, at and one past their bounds", () => {
+  const read = (...args: string[]) => {
+    const result = parseCli(args, noEnv);
+    assert.ok(!result.help);
+    return result.options;
+  };
+  assert.equal(read("--max-body", "4m").maxBody, 4 * 1024 * 1024);
+  assert.equal(read("--max-body", "512k").maxBody, 512 * 1024);
+  assert.equal(read("--max-body", "2GiB").maxBody, 2 * 1024 ** 3);
+  assert.equal(read("--max-header-bytes", "16").maxHeaderBytes, 16);
+  assert.throws(() => read("--max-header-bytes", "15"), /Invalid --max-header-bytes: must be a size from 16/);
+  assert.equal(read("--max-body", "1024g").maxBody, 1024 ** 4);
+  assert.throws(() => read("--max-body", "1025g"), UsageError);
+  for (const bad of ["1.5m", "4x", "m", "-1k", "4 mb b"]) assert.throws(() => read("--max-body", bad), UsageError, bad);
+});
+
+Deno.test("parseCli() reads --log-format from its three words and --admin as [HOST:]PORT", () => {
+  for (const format of ["text", "combined", "json"]) {
+    const result = parseCli(["--log-format", format], noEnv);
+    assert.ok(!result.help && result.options.logFormat === format);
+  }
+  assert.throws(() => parseCli(["--log-format", "xml"], noEnv), /must be one of text, combined, json/);
+  const read = (value: string) => {
+    const result = parseCli(["--admin", value], noEnv);
+    assert.ok(!result.help);
+    return result.options.admin;
+  };
+  assert.deepEqual(read("9090"), { host: "127.0.0.1", port: 9090 });
+  assert.deepEqual(read("0.0.0.0:65535"), { host: "0.0.0.0", port: 65535 });
+  assert.deepEqual(read("[::1]:0"), { host: "::1", port: 0 });
+  for (const bad of ["65536", "host:", ":80", "a b:1", "http://x:1"]) {
+    assert.throws(() => read(bad), /Invalid --admin: must be \[HOST:\]PORT/, bad);
+  }
+  const none = parseCli([], noEnv);
+  assert.ok(!none.help && none.options.admin === undefined && none.options.logFormat === "text");
 });
