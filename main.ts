@@ -13,12 +13,14 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import {
   EXIT_USAGE,
   helpText,
   isLoopback,
   parseCli,
   type Server,
+  type ServerOptions,
   StartError,
   type StartHooks,
   startServer,
@@ -38,6 +40,28 @@ function readEnv(name: string): string | undefined {
   } catch {
     return undefined; // no permission to read it: treat it as unset
   }
+}
+
+/**
+ * `options` with `--root` and `--app` made absolute against `base` (the folder the user ran the
+ * command from), so that messages name the real path and `deno task` from another folder works.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULTS } from "./server/mod.ts";
+ * import { resolvePaths } from "./main.ts";
+ * const options = resolvePaths({ ...DEFAULTS, root: "site", app: "./app.ts" }, "/home/me/project");
+ * assert.equal(options.root, "/home/me/project/site");
+ * assert.equal(options.app, "/home/me/project/app.ts");
+ * ```
+ */
+export function resolvePaths(options: ServerOptions, base: string): ServerOptions {
+  return {
+    ...options,
+    root: resolve(base, options.root),
+    app: options.app === undefined ? undefined : resolve(base, options.app),
+  };
 }
 
 // The handler workers: main.ts wires the server to them; neither imports the other.
@@ -65,7 +89,9 @@ export async function main(args: string[], hooks: Partial<StartHooks> = {}): Pro
     console.log(helpText());
     return 0;
   }
-  const { options } = cli;
+  // `deno task` runs in the project's folder; paths the user typed are relative to where they typed them,
+  // which it passes as INIT_CWD.
+  const options = resolvePaths(cli.options, readEnv("INIT_CWD") || Deno.cwd());
 
   // Listen for signals before the start-up line, so a signal right after it is never missed.
   let firstSignalAt: number | undefined;

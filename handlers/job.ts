@@ -10,7 +10,15 @@ import { errorResponse, HttpError, parseRequest, serializeResponse } from "../ht
 import type { JobProgress } from "../pool/run_jobs.ts";
 import { type App, Completion, isApp, type ServeInfo, toRequest, trackResponseBodies, writeResponse } from "./fetch.ts";
 import type { HandlerData, HandlerJob, HandlerResult } from "../exchange/mod.ts";
-import { NOT_FOUND, type Pages, type Route, route as builtInRoute } from "./routes.ts";
+import {
+  BUILT_IN_NOT_FOUND,
+  NOT_FOUND,
+  type Pages,
+  ROOT_INDEX,
+  type Route,
+  route as builtInRoute,
+  type RouteResponse,
+} from "./routes.ts";
 import { serveStatic, type StaticOptions } from "./static.ts";
 
 /** Everything a worker prepares once, at start-up. */
@@ -28,7 +36,9 @@ export interface WorkerState {
 }
 
 /**
- * Reads `hello.html` and `404.html` from the static root.
+ * Reads `hello.html` and `404.html` from the static root, each when it is
+ * there (the server checked before starting workers that those present can
+ * be read).
  *
  * @example
  * ```ts
@@ -40,10 +50,19 @@ export interface WorkerState {
  */
 export async function loadPages(root: string): Promise<Pages> {
   const [hello, notFound] = await Promise.all([
-    Deno.readFile(join(root, "hello.html")),
-    Deno.readFile(join(root, "404.html")),
+    readIfThere(join(root, "hello.html")),
+    readIfThere(join(root, "404.html")),
   ]);
-  return { hello, notFound };
+  return { hello, notFound: notFound ?? BUILT_IN_NOT_FOUND };
+}
+
+async function readIfThere(path: string): Promise<Uint8Array | undefined> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
 }
 
 /** An `--app` module that cannot be loaded or has no `fetch`: a bad command line, exit status 2. */
@@ -157,8 +176,12 @@ export async function handleJob(
     }
   }
 
-  const answer = state.route(request, state.pages) ?? await serveStatic(request, state.statics) ??
-    NOT_FOUND(request, state.pages);
+  const routed = state.route(request, state.pages);
+  let answer: RouteResponse | undefined;
+  // A root without hello.html answers `/` (and `/sleep`, after its sleep) with its index.
+  if (routed === ROOT_INDEX) answer = await serveStatic({ ...request, target: "/" }, state.statics);
+  else answer = routed ?? await serveStatic(request, state.statics);
+  answer ??= NOT_FOUND(request, state.pages);
   const head = request.method === "HEAD";
   const file = answer.file;
   const bytes = serializeResponse({

@@ -1,6 +1,9 @@
 /**
  * The book's routes: `GET /` answers `hello.html`, `GET /sleep` blocks its
- * worker for five seconds first, and anything else gets `404.html`.
+ * worker for five seconds first, and anything else gets `404.html`. A root
+ * without `hello.html` is served like any folder: `/` is its index (and
+ * `/sleep` answers that after its sleep); without `404.html`, a built-in
+ * page answers what is not found.
  *
  * Routes run inside a worker, so a route that blocks holds only its own
  * worker; the other workers go on serving.
@@ -15,11 +18,28 @@ export const SLEEP_MS = 5000;
 
 /** The pages the routes serve, read once when a worker starts. */
 export interface Pages {
-  /** `hello.html` from the static root. */
-  hello: Uint8Array;
-  /** `404.html` from the static root. */
+  /** `hello.html` from the static root; `undefined` when it has none (`/` is then the root's index). */
+  hello: Uint8Array | undefined;
+  /** `404.html` from the static root, or {@linkcode BUILT_IN_NOT_FOUND} when it has none. */
   notFound: Uint8Array;
 }
+
+/** The 404 page of a root without `404.html`. */
+export const BUILT_IN_NOT_FOUND: Uint8Array = new TextEncoder().encode(`<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <title>404 Not Found</title>
+  </head>
+  <body>
+    <h1>404 Not Found</h1>
+    <p>There is nothing at this address.</p>
+  </body>
+</html>
+`);
+
+/** What a route answers when the static root's index answers for it (a root without `hello.html`). */
+export const ROOT_INDEX: unique symbol = Symbol("the root's index");
 
 /** What a route answers; the worker turns it into response bytes. */
 export interface RouteResponse {
@@ -33,8 +53,11 @@ export interface RouteResponse {
   file?: FileBody;
 }
 
-/** A route: a function from the request to its response, or `undefined` when the path is not its own. */
-export type Route = (request: ParsedRequest, pages: Pages) => RouteResponse | undefined;
+/**
+ * A route: a function from the request to its response, {@linkcode ROOT_INDEX} when the static root's
+ * index answers it, or `undefined` when the path is not its own.
+ */
+export type Route = (request: ParsedRequest, pages: Pages) => RouteResponse | typeof ROOT_INDEX | undefined;
 
 const HTML: [string, string] = ["Content-Type", "text/html; charset=utf-8"];
 
@@ -55,19 +78,23 @@ export function sleepSync(ms: number): void {
 }
 
 /** A built-in route: the answer to a request, from the pages read at start-up. */
-export type Handler = (request: ParsedRequest, pages: Pages) => RouteResponse;
+export type Handler = (request: ParsedRequest, pages: Pages) => RouteResponse | typeof ROOT_INDEX;
+
+// `/`: hello.html, or the root's index when it has none.
+const hello: Handler = (_request, pages) =>
+  pages.hello === undefined ? ROOT_INDEX : { status: 200, headers: [HTML], body: pages.hello };
 
 /** The route table: path to handler. GET routes also answer HEAD. */
 export const ROUTES: ReadonlyMap<string, Handler> = new Map<string, Handler>([
-  ["/", (_request, pages) => ({ status: 200, headers: [HTML], body: pages.hello })],
-  ["/sleep", (_request, pages) => {
+  ["/", hello],
+  ["/sleep", (request, pages) => {
     sleepSync(SLEEP_MS);
-    return { status: 200, headers: [HTML], body: pages.hello };
+    return hello(request, pages);
   }],
 ]);
 
 /** The fallback when neither a route nor a static file answers. */
-export const NOT_FOUND: Handler = (_request: ParsedRequest, pages: Pages): RouteResponse => ({
+export const NOT_FOUND = (_request: ParsedRequest, pages: Pages): RouteResponse => ({
   status: 404,
   headers: [HTML],
   body: pages.notFound,
@@ -88,7 +115,7 @@ export const NOT_FOUND: Handler = (_request: ParsedRequest, pages: Pages): Route
  * assert.equal(route(request, pages), undefined);
  * ```
  */
-export function route(request: ParsedRequest, pages: Pages): RouteResponse | undefined {
+export function route(request: ParsedRequest, pages: Pages): RouteResponse | typeof ROOT_INDEX | undefined {
   const handler = ROUTES.get(targetPath(request.target));
   if (handler === undefined) return undefined;
   if (request.method !== "GET" && request.method !== "HEAD") {

@@ -155,6 +155,33 @@ async function checkPath(flag: string, path: string, kind: "file" | "folder"): P
   }
 }
 
+// Checks, before any worker starts, that the static root can be served: a folder that can be
+// listed, whose hello.html and 404.html (each optional) can be read when they are there.
+async function checkRoot(root: string): Promise<void> {
+  await checkPath("--root", root, "folder");
+  const unusable = (reason: string) => new StartError(`Invalid --root: ${reason}`, EXIT_USAGE);
+  try {
+    for await (const _ of Deno.readDir(root)) break;
+  } catch (error) {
+    throw unusable(`${root}: cannot list it (${(error as Error).message})`);
+  }
+  for (const page of ["hello.html", "404.html"]) {
+    const path = resolve(root, page);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue;
+      throw unusable(`${path}: cannot read it (${(error as Error).message})`);
+    }
+    try {
+      if (!(await file.stat()).isFile) throw unusable(`${path} is not a file`);
+    } finally {
+      file.close();
+    }
+  }
+}
+
 /**
  * Binds, starts the pool, and serves until {@linkcode Server.shutdown} (or
  * `maxRequests`) ends it.
@@ -168,7 +195,7 @@ export async function startServer(
   hooks: StartHooks,
 ): Promise<Server> {
   const logError = logger.error ?? logger.info;
-  await checkPath("--root", options.root, "folder");
+  await checkRoot(options.root);
   if (options.app !== undefined) await checkPath("--app", options.app, "file");
   const app = options.app === undefined ? undefined : pathToFileURL(resolve(options.app)).href;
   let listener: Deno.TcpListener;

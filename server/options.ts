@@ -43,7 +43,7 @@ export interface ServerOptions {
    * at this many it drains and exits with {@linkcode EXIT_RESTART}. `undefined`: one per CPU core.
    */
   maxStuckThreads: number | undefined;
-  /** Folder holding `hello.html` and `404.html`. */
+  /** Folder to serve: `/` is its `hello.html` if it has one, else its index; its `404.html` or a built-in page. */
   root: string;
   /** Serve this many requests, then shut down; `undefined` serves forever. */
   maxRequests: number | undefined;
@@ -308,7 +308,7 @@ export const FLAGS: readonly FlagDoc[] = [
     kind: "string",
     value: "DIR",
     defaultText: "static/ beside main.ts",
-    description: "Folder with hello.html and 404.html",
+    description: "Folder to serve; / is its hello.html, or its index without one; 404.html or a built-in page",
   },
   {
     flag: "--max-requests",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { NOT_FOUND, route, ROUTES, SLEEP_MS } from "../handlers/mod.ts";
+import { NOT_FOUND, ROOT_INDEX, route, type RouteResponse, ROUTES, SLEEP_MS } from "../handlers/mod.ts";
 import { targetPath } from "../http/mod.ts";
 import { parseRequest } from "../http/mod.ts";
 
@@ -10,14 +10,14 @@ function req(method: string, target: string) {
 }
 
 Deno.test("route() answers GET / with hello.html", () => {
-  const response = route(req("GET", "/"), pages)!;
+  const response = route(req("GET", "/"), pages) as RouteResponse;
   assert.equal(response.status, 200);
   assert.equal(response.body, pages.hello);
   assert.deepEqual(response.headers, [["Content-Type", "text/html; charset=utf-8"]]);
 });
 
 Deno.test("route() answers HEAD like GET (the serializer drops the body)", () => {
-  assert.equal(route(req("HEAD", "/"), pages)?.status, 200);
+  assert.equal((route(req("HEAD", "/"), pages) as RouteResponse).status, 200);
 });
 
 Deno.test("route() leaves any other path to the static root and then NOT_FOUND", () => {
@@ -32,11 +32,17 @@ Deno.test("route() leaves any other path to the static root and then NOT_FOUND",
 
 Deno.test("route() answers another method on a known path with 405 and Allow", () => {
   for (const method of ["POST", "PUT", "DELETE", "OPTIONS", "BREW"]) {
-    const response = route(req(method, "/"), pages);
+    const response = route(req(method, "/"), pages) as RouteResponse;
     assert.equal(response?.status, 405, method);
     assert.deepEqual(response?.headers.find(([name]) => name === "Allow"), ["Allow", "GET, HEAD"]);
     assert.equal(new TextDecoder().decode(response?.body), "405 Method Not Allowed\n");
   }
+});
+
+Deno.test("without hello.html, / is left to the root's index, and so is /sleep once it has slept", () => {
+  const bare = { hello: undefined, notFound: pages.notFound };
+  assert.equal(route(req("GET", "/"), bare), ROOT_INDEX);
+  assert.equal((route(req("POST", "/"), bare) as RouteResponse).status, 405);
 });
 
 Deno.test("the route table holds / and /sleep, and /sleep blocks for five seconds", () => {
