@@ -6,6 +6,7 @@
  * @module
  */
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { errorResponse, HttpError, parseRequest, serializeResponse } from "../http/mod.ts";
 import type { JobProgress } from "../pool/run_jobs.ts";
 import { type App, Completion, isApp, type ServeInfo, toRequest, trackResponseBodies, writeResponse } from "./fetch.ts";
@@ -89,8 +90,39 @@ export class AppError extends Error {
 }
 
 // The first line of what an import failure says: the message is for one line of the CLI.
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
+// The server's own modules: a frame there says nothing about the app.
+const OWN_CODE = ["handlers/", "pool/", "server/", "http/", "exchange/"].map((dir) =>
+  new URL(`../${dir}`, import.meta.url).href
+);
+
+/**
+ * Why an app module did not load, in one line: the error's first line and where it happened, as a
+ * file path with line and column (a syntax error's place, or the first stack frame of an error
+ * thrown while the module ran), as `deno serve` shows them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeLoadError } from "./job.ts";
+ * const error = new Error("db unreachable");
+ * error.stack = "Error: db unreachable\n    at connect (file:///srv/app/db.ts:2:9)\n    at file:///srv/app/app.ts:4:1";
+ * assert.equal(describeLoadError(error), "db unreachable (at connect, /srv/app/db.ts:2:9)");
+ * ```
+ */
+export function describeLoadError(error: unknown): string {
+  // deno-lint-ignore no-control-regex -- terminal colours are what this removes
+  const plain = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "");
+  const message = plain(error instanceof Error ? error.message : String(error));
+  const first = message.split("\n")[0];
+  // A syntax error names its place in its message; a thrown error, in its stack.
+  const lines = [...message.split("\n"), ...plain(error instanceof Error ? error.stack ?? "" : "").split("\n")];
+  for (const line of lines) {
+    const frame = /^\s*at (?!async )(?:(.+?) \()?(file:\/\/[^\s()]+?):(\d+):(\d+)\)?$/.exec(line);
+    if (!frame || OWN_CODE.some((own) => frame[2].startsWith(own))) continue;
+    const place = `${fileURLToPath(frame[2])}:${frame[3]}:${frame[4]}`;
+    return `${first} (at ${frame[1] ? `${frame[1]}, ` : ""}${place})`;
+  }
+  return first;
 }
 
 /**
@@ -113,7 +145,13 @@ export async function setupWorker(data: HandlerData, route: Route = builtInRoute
     try {
       module = await import(data.app);
     } catch (error) {
-      throw new AppError(data.appName ?? data.app, firstLine(error));
+      throw new AppError(data.appName ?? data.app, describeLoadError(error));
+    }
+    if (module.default === undefined) {
+      throw new AppError(
+        data.appName ?? data.app,
+        "the module has no default export (it needs export default { fetch(request, info) { ... } })",
+      );
     }
     if (!isApp(module.default)) {
       throw new AppError(data.appName ?? data.app, "the default export has no fetch(request, info) method");

@@ -434,10 +434,27 @@ Deno.test("--app is resolved against the working directory", async () => {
   assert.equal(response.text, "héllo wörld");
 });
 
+// A module that does not parse: written at run time, so the project's own checks never see it.
+const SYNTAX_ERROR_APP = await Deno.makeTempFile({ prefix: "webserver-app-", suffix: ".ts" });
+await Deno.writeTextFile(SYNTAX_ERROR_APP, 'export default {\n  fetch() { return new Response("x"); }\n  oops: 1,\n};\n');
+globalThis.addEventListener("unload", () => Deno.removeSync(SYNTAX_ERROR_APP));
+const ABS_APPS = `${PROJECT_ROOT}${APPS}`;
+
 const START_FAILURES: Array<[string, string, RegExp]> = [
-  ["a missing --app file", `${APPS}does_not_exist.ts`, /does_not_exist\.ts/],
-  ["an --app module that throws at import", `${APPS}throws_at_import.ts`, /fixture exploded at import/],
-  ["an --app module whose default export has no fetch", `${APPS}no_fetch.ts`, /fetch/],
+  ["a missing --app file", `${APPS}does_not_exist.ts`, /Invalid --app: \/\S+\/does_not_exist\.ts: no such file$/],
+  [
+    "an --app module that throws at import",
+    `${APPS}throws_at_import.ts`,
+    // The error's first line and its first stack frame, as a path with line and column.
+    new RegExp(`fixture exploded at import \\(at explode, ${ABS_APPS}throws_at_import\\.ts:3:9\\)$`),
+  ],
+  [
+    "an --app module with a syntax error",
+    SYNTAX_ERROR_APP,
+    new RegExp(`SyntaxError: Expected ',', got 'oops' \\(at ${SYNTAX_ERROR_APP}:3:3\\)$`),
+  ],
+  ["an --app module without a default export", `${APPS}no_default.ts`, /the module has no default export/],
+  ["an --app module whose default export has no fetch", `${APPS}no_fetch.ts`, /default export has no fetch/],
 ];
 
 for (const [what, path, names] of START_FAILURES) {
