@@ -4,8 +4,10 @@
  * The sync one serves `bench/app.ts`; the async one serves
  * `bench/async_app.ts` (awaited timers, CPU beside them, event streams).
  * Prints a table for each, and writes them as JSON and Markdown, with an SVG
- * bar chart of the sync one, under `bench/results/`. `BENCH_ONLY=sync` or
- * `BENCH_ONLY=async` runs one scenario; `BENCH_WEBSERVER_FLAGS` adds flags to
+ * bar chart of the sync one, under `bench/out/` (untracked), or under the
+ * committed `bench/results/` with `BENCH_UPDATE=1`. `BENCH_ONLY=sync` or
+ * `BENCH_ONLY=async` runs one scenario; `BENCH_SHORT=1` makes each run
+ * shorter (a quick look, noisier); `BENCH_WEBSERVER_FLAGS` adds flags to
  * this server's command line in the async one. A tool, not a test: it
  * asserts nothing.
  *
@@ -14,11 +16,14 @@
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const RESULTS = `${ROOT}bench/results`;
+// The committed figures are replaced only on request; a run otherwise leaves them as they are.
+const RESULTS = `${ROOT}bench/${Deno.env.get("BENCH_UPDATE") === "1" ? "results" : "out"}`;
 const WORKERS = 2;
-// Each wrk run; long enough to settle, short enough for the whole bench to take about two minutes.
-const RUN_SECONDS = 5;
-const MIXED_SECONDS = 10;
+// A short run: about a third of the time, for a quick look while working.
+const SHORT = Deno.env.get("BENCH_SHORT") === "1";
+// Each wrk run; long enough to settle, short enough for the whole bench to take about four minutes.
+const RUN_SECONDS = SHORT ? 2 : 5;
+const MIXED_SECONDS = SHORT ? 4 : 10;
 // In the mixed run, when the /sleep loop starts: once wrk's clients have connected.
 const MIXED_SLEEP_AFTER_MS = 500;
 

@@ -125,7 +125,14 @@ function asError(error: unknown): Error {
 }
 
 /**
- * A fixed number of module Web Workers taking jobs from one shared queue.
+ * A fixed number of worker threads (`node:worker_threads`, running module
+ * code) taking jobs from one shared queue.
+ *
+ * A pool that is never closed keeps the process alive: its workers' threads
+ * and its sweep timer hold the event loop. Close it with
+ * {@linkcode ThreadPool.close}, or make it with `await using` so leaving the
+ * block closes it. Loading the worker module needs read access to it
+ * (`--allow-read`).
  *
  * @typeParam Job What {@linkcode ThreadPool.execute} sends to a worker.
  * @typeParam Result What the worker's handler returns.

@@ -11,8 +11,10 @@ const decoder = new TextDecoder();
 /** The arguments of a `deno task` from deno.json, so tests run it with exactly its flags and permissions. */
 export async function taskArgs(name: string): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(`${PROJECT_ROOT}deno.json`));
-  const words = (config.tasks[name] as string).split(/\s+/);
-  if (words[0] !== "deno") throw new Error(`Unexpected ${name} task: ${config.tasks[name]}`);
+  const task = config.tasks[name] as string | { command: string };
+  const command = typeof task === "string" ? task : task.command;
+  const words = command.split(/\s+/);
+  if (words[0] !== "deno") throw new Error(`Unexpected ${name} task: ${command}`);
   return words.slice(1);
 }
 

@@ -436,7 +436,10 @@ Deno.test("--app is resolved against the working directory", async () => {
 
 // A module that does not parse: written at run time, so the project's own checks never see it.
 const SYNTAX_ERROR_APP = await Deno.makeTempFile({ prefix: "webserver-app-", suffix: ".ts" });
-await Deno.writeTextFile(SYNTAX_ERROR_APP, 'export default {\n  fetch() { return new Response("x"); }\n  oops: 1,\n};\n');
+await Deno.writeTextFile(
+  SYNTAX_ERROR_APP,
+  'export default {\n  fetch() { return new Response("x"); }\n  oops: 1,\n};\n',
+);
 globalThis.addEventListener("unload", () => Deno.removeSync(SYNTAX_ERROR_APP));
 const ABS_APPS = `${PROJECT_ROOT}${APPS}`;
 
