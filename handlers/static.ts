@@ -14,9 +14,9 @@
  */
 import { extname, join, sep } from "node:path";
 // @ts-types="npm:@types/mime-types@^2.1.4"
-import mime from "mime-types";
+import mime from "npm:mime-types@2.1.35";
 // @ts-types="npm:@types/range-parser@^1.2.7"
-import parseRange from "range-parser";
+import parseRange from "npm:range-parser@1.3.0";
 import { errorParts, targetPath } from "../http/mod.ts";
 import type { RouteResponse } from "./routes.ts";
 

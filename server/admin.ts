@@ -7,7 +7,7 @@
  *
  * @module
  */
-import client from "prom-client";
+import client from "npm:prom-client@15.1.3";
 import type { PoolStats } from "../pool/mod.ts";
 import { targetPath } from "../http/mod.ts";
 import type { RequestLogEntry } from "./connection_state.ts";
