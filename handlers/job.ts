@@ -19,6 +19,7 @@ import {
   type Route,
   route as builtInRoute,
   type RouteResponse,
+  WORKER_MARKER,
 } from "./routes.ts";
 import { serveStatic, type StaticOptions } from "./static.ts";
 
@@ -39,22 +40,37 @@ export interface WorkerState {
 /**
  * Reads `hello.html` and `404.html` from the static root, each when it is
  * there (the server checked before starting workers that those present can
- * be read).
+ * be read). With `workerId`, `hello.html`'s {@linkcode WORKER_MARKER} becomes
+ * that id, so `/` says which worker answered.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { loadPages } from "./job.ts";
- * const pages = await loadPages(new URL("../static/", import.meta.url).pathname);
- * assert.ok(pages.hello.length > 0 && pages.notFound.length > 0);
+ * const pages = await loadPages(new URL("../static/", import.meta.url).pathname, 3);
+ * assert.ok(new TextDecoder().decode(pages.hello).includes("answered by its worker 3."));
+ * assert.ok(pages.notFound.length > 0);
  * ```
  */
-export async function loadPages(root: string): Promise<Pages> {
+export async function loadPages(root: string, workerId?: number): Promise<Pages> {
   const [hello, notFound] = await Promise.all([
     readIfThere(join(root, "hello.html")),
     readIfThere(join(root, "404.html")),
   ]);
-  return { hello, notFound: notFound ?? BUILT_IN_NOT_FOUND };
+  return {
+    hello: workerId === undefined ? hello : withWorker(hello, workerId),
+    notFound: notFound ?? BUILT_IN_NOT_FOUND,
+  };
+}
+
+// The page with each WORKER_MARKER replaced by the worker's id; the page as it is without one.
+function withWorker(page: Uint8Array | undefined, workerId: number): Uint8Array | undefined {
+  if (page === undefined) return undefined;
+  // Latin-1 keeps every byte as it is, whatever the page's encoding.
+  const text = new TextDecoder("latin1").decode(page);
+  if (!text.includes(WORKER_MARKER)) return page;
+  const replaced = text.replaceAll(WORKER_MARKER, String(workerId));
+  return Uint8Array.from(replaced, (c) => c.charCodeAt(0));
 }
 
 async function readIfThere(path: string): Promise<Uint8Array | undefined> {
@@ -126,18 +142,22 @@ export function describeLoadError(error: unknown): string {
 }
 
 /**
- * Prepares a worker: the pages, the static root's real path, and the app.
+ * Prepares a worker: the pages (`/` naming `workerId` when given), the static root's real path, and the app.
  *
  * @throws {AppError} when the app module cannot be loaded or has no `fetch`.
  */
-export async function setupWorker(data: HandlerData, route: Route = builtInRoute): Promise<WorkerState> {
+export async function setupWorker(
+  data: HandlerData,
+  route: Route = builtInRoute,
+  workerId?: number,
+): Promise<WorkerState> {
   const statics: StaticOptions = {
     root: await Deno.realPath(data.root),
     dotfiles: data.dotfiles,
     dirListing: data.dirListing,
     cacheControl: data.cacheControl,
   };
-  const state: WorkerState = { data, pages: await loadPages(data.root), statics, route };
+  const state: WorkerState = { data, pages: await loadPages(data.root, workerId), statics, route };
   if (data.app !== undefined) {
     // Before the app's code runs, so that every Response it makes says whether its body is whole.
     trackResponseBodies();

@@ -24,6 +24,12 @@ export interface Pages {
   notFound: Uint8Array;
 }
 
+/**
+ * Where `hello.html` names the worker that answered: the built-in `/` replaces this comment with
+ * the worker's id, so the book's experiment shows in a browser.
+ */
+export const WORKER_MARKER = "<!--worker-->";
+
 /** The 404 page of a root without `404.html`. */
 export const BUILT_IN_NOT_FOUND: Uint8Array = new TextEncoder().encode(`<!DOCTYPE html>
 <html lang="en">

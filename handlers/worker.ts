@@ -11,8 +11,8 @@ import { handleJob, setupWorker, type WorkerState } from "./job.ts";
 let state: WorkerState;
 
 runJobs<HandlerJob, HandlerResult, HandlerData>((job, { id }, progress) => handleJob(job, id, state, progress), {
-  setup: async ({ data }) => {
-    state = await setupWorker(data);
+  setup: async ({ data, id }) => {
+    state = await setupWorker(data, undefined, id);
   },
   transfer: (result) => [result.bytes.buffer as ArrayBuffer],
   codec: HANDLER_CODEC,

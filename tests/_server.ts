@@ -18,6 +18,25 @@ export async function taskArgs(name: string): Promise<string[]> {
   return words.slice(1);
 }
 
+/** `static/hello.html` as shipped; `/` answers it with its `<!--worker-->` replaced by the worker's id. */
+export const HELLO_FILE = await Deno.readTextFile(`${STATIC_ROOT}hello.html`);
+
+/** The `/` page as worker `id` answers it. */
+export function helloFrom(id: number): string {
+  return HELLO_FILE.replaceAll("<!--worker-->", String(id));
+}
+
+/** The id of the worker whose `/` page `text` is, or `undefined` when it is not that page. */
+export function helloWorker(text: string | undefined): number | undefined {
+  const id = text?.match(/answered by its worker (\d+)\./)?.[1];
+  return id !== undefined && text === helloFrom(Number(id)) ? Number(id) : undefined;
+}
+
+/** Asserts that `text` is the `/` page from some worker (`hello.html` naming it). */
+export function assertHello(text: string | undefined, message = "not the / page"): void {
+  if (helloWorker(text) === undefined) throw new Error(`${message}: ${JSON.stringify(text?.slice(0, 300))}`);
+}
+
 /** A server running as a child process. */
 export class ServerProcess implements AsyncDisposable {
   readonly child: Deno.ChildProcess;

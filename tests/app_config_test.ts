@@ -60,7 +60,11 @@ Deno.test("an app with its own deno.json runs under that config, and its lock is
     ]);
     await server.listening();
     assert.equal((await request(server.port, get("/"))).text, "hello 1m\n");
-    assert.match(await Deno.readTextFile(join(dir, "deno.lock")), /npm:ms@2\.1\.3/, "the app's lock records its package");
+    assert.match(
+      await Deno.readTextFile(join(dir, "deno.lock")),
+      /npm:ms@2\.1\.3/,
+      "the app's lock records its package",
+    );
     assert.deepEqual(await Deno.readFile(SERVER_LOCK), before, "the server's deno.lock changed");
   } finally {
     await Deno.remove(dir, { recursive: true });

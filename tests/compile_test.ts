@@ -2,9 +2,7 @@
 // Deno downloads its `denort` runtime for compiling (or takes DENORT_BIN); where neither can be
 // had, the test is skipped with the reason printed.
 import assert from "node:assert/strict";
-import { PROJECT_ROOT, ResponseReader, send, ServerProcess, taskArgs } from "./_server.ts";
-
-const HELLO = await Deno.readTextFile(`${PROJECT_ROOT}static/hello.html`);
+import { assertHello, PROJECT_ROOT, ResponseReader, send, ServerProcess, taskArgs } from "./_server.ts";
 
 async function compileArgs(output: string): Promise<string[]> {
   const args = await taskArgs("compile");
@@ -57,7 +55,7 @@ Deno.test({
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const reader = new ResponseReader(conn);
     await send(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /nope HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert.equal((await reader.read())?.text, HELLO);
+    assertHello((await reader.read())?.text);
     assert.equal((await reader.read())?.status, 404);
     conn.close();
     server.kill("SIGTERM");

@@ -4,9 +4,7 @@
 // bytes (tests/_reference_http.ts), never from the parser under test. Rerun one seed with FUZZ_SEED=<seed>; FUZZ_CASES changes the count.
 import assert from "node:assert/strict";
 import { ERROR_STATUSES, judge, type Verdict } from "./_reference_http.ts";
-import { get, request, startServer, STATIC_ROOT } from "./_server.ts";
-
-const HELLO = await Deno.readTextFile(`${STATIC_ROOT}hello.html`);
+import { assertHello, get, request, startServer } from "./_server.ts";
 
 const CASES = Number(Deno.env.get("FUZZ_CASES") ?? 5000);
 const CONCURRENCY = 16;
@@ -329,7 +327,7 @@ Deno.test(`the server survives ${CASES} mutated requests sent in pieces`, async 
 
   const response = await request(server.port, get("/"));
   assert.equal(response.status, 200);
-  assert.equal(response.text, HELLO);
+  assertHello(response.text);
   const exited = await Promise.race([server.status.then(() => true), delay(0).then(() => false)]);
   assert.equal(exited, false, `the server process exited:\n${server.output()}`);
   assert.deepEqual(server.errors, [], "the server wrote to stderr");

@@ -3,9 +3,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS, frameRequest, type RequestLimits } from "../http/mod.ts";
 import { BAD_CASES, type BadCase, bytes, small } from "./_malformed.ts";
-import { connect, get, request, send, type ServerProcess, startServer, STATIC_ROOT } from "./_server.ts";
-
-const HELLO = await Deno.readTextFile(`${STATIC_ROOT}hello.html`);
+import { assertHello, connect, get, request, send, type ServerProcess, startServer } from "./_server.ts";
 
 // How long a row may take to be answered, and then to be closed.
 const ANSWER_MS = 3000;
@@ -105,7 +103,7 @@ async function runTable(t: Deno.TestContext, server: ServerProcess, rows: readon
   await t.step("GET / still answers 200 with hello.html afterwards", async () => {
     const response = await request(server.port, get("/"));
     assert.equal(response.status, 200);
-    assert.equal(response.text, HELLO);
+    assertHello(response.text);
   });
 }
 

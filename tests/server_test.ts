@@ -1,24 +1,42 @@
 // End to end: the real server process, over real sockets.
 import assert from "node:assert/strict";
-import { connect, get, request, send, startServer, STATIC_ROOT } from "./_server.ts";
+import {
+  assertHello,
+  connect,
+  get,
+  helloFrom,
+  helloWorker,
+  request,
+  send,
+  startServer,
+  STATIC_ROOT,
+} from "./_server.ts";
 
-const HELLO = await Deno.readTextFile(`${STATIC_ROOT}hello.html`);
+// Worker ids are one digit here, so every worker's / page has this length.
+const HELLO_LENGTH = String(new TextEncoder().encode(helloFrom(0)).length);
 const NOT_FOUND = await Deno.readTextFile(`${STATIC_ROOT}404.html`);
 
 Deno.test("the server over real sockets", async (t) => {
   await using server = await startServer(["--workers", "2"]);
   const { port } = server;
 
-  await t.step("GET / answers 200 with exactly hello.html and the standard headers", async () => {
-    const response = await request(port, get("/"));
-    assert.equal(response.statusLine, "HTTP/1.1 200 OK");
-    assert.equal(response.text, HELLO);
-    assert.equal(response.headers.get("content-type"), "text/html; charset=utf-8");
-    assert.equal(response.headers.get("content-length"), String(new TextEncoder().encode(HELLO).length));
-    assert.equal(response.headers.get("server"), "webserver");
-    const date = Date.parse(response.headers.get("date") ?? "");
-    assert.ok(Math.abs(date - Date.now()) < 5000, `Date header ${response.headers.get("date")}`);
-  });
+  await t.step(
+    "GET / answers 200 with hello.html naming the worker that answered, and the standard headers",
+    async () => {
+      const response = await request(port, get("/"));
+      assert.equal(response.statusLine, "HTTP/1.1 200 OK");
+      assertHello(response.text);
+      // The page names the worker, as the log line does.
+      const worker = helloWorker(response.text)!;
+      assert.ok(worker === 0 || worker === 1, `worker ${worker} of 2`);
+      await server.waitForLine(new RegExp(`^GET / 200 \\d+B [\\d.]+ms worker ${worker}$`));
+      assert.equal(response.headers.get("content-type"), "text/html; charset=utf-8");
+      assert.equal(response.headers.get("content-length"), HELLO_LENGTH);
+      assert.equal(response.headers.get("server"), "webserver");
+      const date = Date.parse(response.headers.get("date") ?? "");
+      assert.ok(Math.abs(date - Date.now()) < 5000, `Date header ${response.headers.get("date")}`);
+    },
+  );
 
   await t.step("an unknown path answers 404 with exactly 404.html", async () => {
     const response = await request(port, get("/no/such/page"));
@@ -28,7 +46,7 @@ Deno.test("the server over real sockets", async (t) => {
   });
 
   await t.step("a query string does not change the route", async () => {
-    assert.equal((await request(port, get("/?name=value"))).text, HELLO);
+    assertHello((await request(port, get("/?name=value"))).text);
   });
 
   await t.step("HEAD answers the same headers as GET without a body", async () => {
@@ -37,7 +55,7 @@ Deno.test("the server over real sockets", async (t) => {
       await send(conn, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + get("/nope"));
       const head = await reader.read({ head: true });
       assert.equal(head?.status, 200);
-      assert.equal(head?.headers.get("content-length"), String(new TextEncoder().encode(HELLO).length));
+      assert.equal(head?.headers.get("content-length"), HELLO_LENGTH);
       assert.equal(head?.body.length, 0);
       // The next response starts right after the head: no body bytes were sent.
       const next = await reader.read();
@@ -74,7 +92,7 @@ Deno.test("the server over real sockets", async (t) => {
     const { conn, reader } = await connect(port);
     try {
       await send(conn, get("/") + get("/a") + "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
-      assert.equal((await reader.read())?.text, HELLO);
+      assertHello((await reader.read())?.text);
       assert.equal((await reader.read())?.status, 404);
       const third = await reader.read({ head: true });
       assert.equal(third?.status, 200);
@@ -121,7 +139,7 @@ Deno.test("the server over real sockets", async (t) => {
       const { conn, reader } = await connect(port);
       await send(conn, "GET / HTTP/1.0\r\n\r\n");
       const response = await reader.read();
-      assert.equal(response?.text, HELLO);
+      assertHello(response?.text);
       assert.equal(response?.headers.get("connection"), "close");
       assert.ok(await reader.waitClosed());
       conn.close();
@@ -146,7 +164,7 @@ Deno.test("the server over real sockets", async (t) => {
       for (const ch of get("/")) {
         await send(conn, ch);
       }
-      assert.equal((await reader.read())?.text, HELLO);
+      assertHello((await reader.read())?.text);
     } finally {
       conn.close();
     }

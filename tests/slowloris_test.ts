@@ -4,15 +4,13 @@ import assert from "node:assert/strict";
 import {
   connect,
   get,
+  helloWorker,
   request,
   type Response1,
   type ResponseReader,
   send,
   startServer,
-  STATIC_ROOT,
 } from "./_server.ts";
-
-const HELLO = await Deno.readTextFile(`${STATIC_ROOT}hello.html`);
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -64,7 +62,9 @@ Deno.test("a client trickling its header one byte every 300 ms gets 408 once --h
       const begun = performance.now();
       try {
         const response = await request(server.port, get("/"));
-        if (response.status !== 200 || response.text !== HELLO) otherFailures.push(response.statusLine);
+        if (response.status !== 200 || helloWorker(response.text) === undefined) {
+          otherFailures.push(response.statusLine);
+        }
       } catch (error) {
         otherFailures.push(String(error));
       }

@@ -1,6 +1,6 @@
 // End to end: the static file server (`--root`, built-in app), over raw sockets to a real server process.
 import assert from "node:assert/strict";
-import type { Response1 } from "./_server.ts";
+import { assertHello, type Response1 } from "./_server.ts";
 import {
   bin,
   describe,
@@ -40,7 +40,7 @@ Deno.test("with --root, GET / still answers hello.html and an unknown path still
     true,
   ]);
   assert.equal(root.status, 200, describe(root));
-  assert.equal(bin(root.body), bin(HELLO));
+  assertHello(new TextDecoder().decode(root.body));
   assert.equal(root.headers.get("content-type"), HTML_TYPE);
   assert.equal(head.status, 200);
   assert.equal(head.body.length, 0);
@@ -54,7 +54,7 @@ Deno.test("with --root, GET /sleep still blocks its worker for five seconds, the
   const response = await fetchRaw(site.port, req("GET", "/sleep"), { timeoutMs: 15_000 });
   const elapsed = performance.now() - start;
   assert.equal(response.status, 200, describe(response));
-  assert.equal(bin(response.body), bin(HELLO));
+  assertHello(new TextDecoder().decode(response.body));
   assert.ok(elapsed >= 4500, `/sleep answered after ${elapsed} ms`);
 });
 
@@ -323,7 +323,7 @@ Deno.test("no traversal attempt reaches a file outside the root, and the server 
   assert.deepEqual(failures, [], `Traversal attempts that got through:\n${failures.join("\n")}`);
   const after = await fetchRaw(site.port, req("GET", "/"));
   assert.equal(after.status, 200, describe(after));
-  assert.equal(bin(after.body), bin(HELLO));
+  assertHello(new TextDecoder().decode(after.body));
 });
 
 // ---------------------------------------------------------------------------------------------
