@@ -13,7 +13,8 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   EXIT_USAGE,
   helpText,
@@ -54,14 +55,35 @@ function readEnv(name: string): string | undefined {
  * const options = resolvePaths({ ...DEFAULTS, root: "site", app: "./app.ts" }, "/home/me/project");
  * assert.equal(options.root, "/home/me/project/site");
  * assert.equal(options.app, "/home/me/project/app.ts");
+ * // Not there, but beside main.ts (where a compiled binary embeds it): taken from there.
+ * const embedded = resolvePaths({ ...DEFAULTS, app: "bench/app.ts" }, "/nowhere");
+ * assert.ok(embedded.app!.endsWith("/bench/app.ts") && !embedded.app!.startsWith("/nowhere"));
  * ```
  */
 export function resolvePaths(options: ServerOptions, base: string): ServerOptions {
   return {
     ...options,
     root: resolve(base, options.root),
-    app: options.app === undefined ? undefined : resolve(base, options.app),
+    app: options.app === undefined ? undefined : resolveApp(options.app, base),
   };
+}
+
+// An app path: against `base`; failing that, against this module's folder, which in a compiled
+// binary is where `deno compile --include` embedded the app (see the README's "One executable").
+function resolveApp(app: string, base: string): string {
+  const local = resolve(base, app);
+  if (isAbsolute(app) || exists(local)) return local;
+  const embedded = fileURLToPath(new URL(app, import.meta.url));
+  return exists(embedded) ? embedded : local;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // The handler workers: main.ts wires the server to them; neither imports the other.
