@@ -86,6 +86,15 @@ function exists(path: string): boolean {
   }
 }
 
+// The folder relative paths on the command line are taken from. `deno task` runs in this project's
+// folder and passes the folder the user ran it from as INIT_CWD; a process started anywhere else
+// (directly, or by a program that itself ran under `deno task`) takes its own working directory.
+function baseFolder(): string {
+  const cwd = Deno.cwd();
+  const initCwd = readEnv("INIT_CWD");
+  return initCwd && resolve(cwd) === fileURLToPath(new URL(".", import.meta.url)).replace(/\/$/, "") ? initCwd : cwd;
+}
+
 // The handler workers: main.ts wires the server to them; neither imports the other.
 const WORKER_URL = new URL("./handlers/worker.ts", import.meta.url);
 
@@ -111,9 +120,7 @@ export async function main(args: string[], hooks: Partial<StartHooks> = {}): Pro
     console.log(helpText());
     return 0;
   }
-  // `deno task` runs in the project's folder; paths the user typed are relative to where they typed them,
-  // which it passes as INIT_CWD.
-  const options = resolvePaths(cli.options, readEnv("INIT_CWD") || Deno.cwd());
+  const options = resolvePaths(cli.options, baseFolder());
 
   // Listen for signals before the start-up line, so a signal right after it is never missed.
   let firstSignalAt: number | undefined;

@@ -12,6 +12,7 @@ import type { PoolStats } from "../pool/mod.ts";
 import { targetPath } from "../http/mod.ts";
 import type { RequestLogEntry } from "./connection_state.ts";
 import { ADMIN_PAGE } from "./admin_page.ts";
+export { isLoopback } from "./loopback.ts";
 
 // Request durations, in seconds: from a cached file (sub-millisecond) to a handler near its timeout.
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -288,11 +289,6 @@ function describeLabel(label: string | undefined): string {
   const space = label.indexOf(" ");
   if (space === -1) return label;
   return `${label.slice(0, space)} ${targetPath(label.slice(space + 1))}`;
-}
-
-/** Whether `host` is a loopback address (the admin listener warns when it is not). */
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 const NO_STORE: HeadersInit = { "cache-control": "no-store" };

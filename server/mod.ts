@@ -44,13 +44,13 @@ import { Connection } from "./connection.ts";
 import type { Admission, Reply, RequestLogEntry } from "./connection_state.ts";
 import { PieceQueue } from "./piece_queue.ts";
 import { formatLogLine } from "./log_format.ts";
-import { adminHandler, type AdminSource, Metrics } from "./admin.ts";
+import type { AdminSource, Metrics } from "./admin.ts";
 import { EXIT_RESTART, EXIT_USAGE, type ServerOptions, workerMemoryFor } from "./options.ts";
 
 export * from "./options.ts";
 export type { RequestLogEntry } from "./connection_state.ts";
 export { formatLogLine } from "./log_format.ts";
-export { isLoopback } from "./admin.ts";
+export { isLoopback } from "./loopback.ts";
 
 /** Where the server's lines go. */
 export interface Logger {
@@ -289,12 +289,14 @@ export async function startServer(
     connections: () => connections.size,
     draining: () => stopping !== undefined,
   };
-  const metrics = options.admin ? new Metrics(source) : undefined;
+  // Loaded only with --admin: the metrics library costs memory a server without it should not pay.
+  const adminModule = options.admin ? await import("./admin.ts") : undefined;
+  const metrics: Metrics | undefined = adminModule && new adminModule.Metrics(source);
   let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
   if (options.admin) {
     const { host, port } = options.admin;
     try {
-      admin = Deno.serve({ hostname: host, port, onListen: () => {} }, adminHandler(source, metrics!));
+      admin = Deno.serve({ hostname: host, port, onListen: () => {} }, adminModule!.adminHandler(source, metrics!));
     } catch (error) {
       listener.close();
       await pool.close();
