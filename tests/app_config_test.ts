@@ -5,6 +5,13 @@ import { join } from "node:path";
 import { get, PROJECT_ROOT, request, ServerProcess, taskArgs } from "./_server.ts";
 import { writeFiles } from "./_static.ts";
 
+/** The environment of a user's shell: this process's, without what `deno task test` added. */
+function userEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  delete env.INIT_CWD;
+  return { ...env, NO_COLOR: "1" };
+}
+
 const SERVER_LOCK = join(PROJECT_ROOT, "deno.lock");
 
 /** A server process from `args` in `cwd`; disposing it sends SIGTERM and waits for the exit. */
@@ -12,7 +19,10 @@ function spawnIn(cwd: string, args: string[]): ServerProcess & AsyncDisposable {
   const child = new Deno.Command(Deno.execPath(), {
     args,
     cwd,
-    env: { NO_COLOR: "1" },
+    // As from a user's shell: without the INIT_CWD this test process inherited from `deno task test`,
+    // which `deno task` would keep instead of setting its own.
+    clearEnv: true,
+    env: userEnv(),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -6,6 +6,13 @@ import { join } from "node:path";
 import { get, PROJECT_ROOT, request, ServerProcess, spawnServer, startServer } from "./_server.ts";
 import { writeFiles } from "./_static.ts";
 
+/** The environment of a user's shell: this process's, without what `deno task test` added. */
+function userEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  delete env.INIT_CWD;
+  return { ...env, NO_COLOR: "1" };
+}
+
 const INDEX = "<!DOCTYPE html><title>My site</title><link rel=stylesheet href=style.css><h1>My site</h1>\n";
 
 async function site(): Promise<string> {
@@ -76,7 +83,10 @@ function taskFrom(cwd: string, args: string[]): ServerProcess & AsyncDisposable 
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", "--config", join(PROJECT_ROOT, "deno.json"), "start", "--port", "0", ...args],
     cwd,
-    env: { NO_COLOR: "1" },
+    // As from a user's shell: without the INIT_CWD this test process inherited from `deno task test`,
+    // which `deno task` would keep instead of setting its own.
+    clearEnv: true,
+    env: userEnv(),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
