@@ -158,7 +158,7 @@ export class Connection {
     wake?.();
   }
 
-  #dispatch(id: number, job: HandlerJob, label: string): void {
+  #dispatch(id: number, job: HandlerJob, label: string | undefined): void {
     // When the client goes away, a request still queued is dropped and a running one has its
     // signal aborted, since no answer could reach the client.
     const signal = (this.#clientGone ??= new AbortController()).signal;

@@ -129,6 +129,8 @@ export interface ConnectionRules {
   accepting(): boolean;
   /** Whether each request gets a `log` action. */
   readonly logsRequests: boolean;
+  /** Whether each `dispatch` carries a label (`METHOD target`) to show while the request runs. */
+  readonly labelsRequests?: boolean;
   /** Whether log entries carry the request's `Referer` and `User-Agent`. */
   readonly logsHeaders?: boolean;
   /** The clock, in milliseconds; `performance.now` unless a test brings its own. */
@@ -142,8 +144,8 @@ export type Action =
     readonly type: "dispatch";
     readonly id: number;
     readonly job: HandlerJob;
-    /** `METHOD target`, to say what the request is while it runs. */
-    readonly label: string;
+    /** `METHOD target`, to say what the request is while it runs (when the rules ask for labels). */
+    readonly label: string | undefined;
   }
   /**
    * Write this response (its bytes, then its file part or stream pieces); report the outcome with
@@ -443,7 +445,8 @@ export class ConnectionState {
       const job: HandlerJob = { bytes: this.#take(end), close, remote: this.#remote };
       if (this.#rules.secure) job.secure = true;
       this.#owe(id, head.method, head.target, head.version, this.#rules.logsHeaders ? head.headers : undefined);
-      actions.push({ type: "dispatch", id, job, label: `${head.method} ${head.target}` });
+      const label = this.#rules.labelsRequests ? `${head.method} ${head.target}` : undefined;
+      actions.push({ type: "dispatch", id, job, label });
       if (close) this.#stop();
       else if (this.#inflight >= MAX_PIPELINED) this.#backpressure = true;
     }

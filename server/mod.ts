@@ -332,6 +332,8 @@ export async function startServer(
     // The metrics count what the log records, so with --admin every request gets an entry.
     logsRequests: !options.quiet || metrics !== undefined,
     logsHeaders: options.logFormat === "combined",
+    // The admin page shows what each worker's oldest request is.
+    labelsRequests: metrics !== undefined,
     logRequest: (entry: RequestLogEntry) => {
       metrics?.observe(entry);
       if (!options.quiet) logger.info(formatLogLine(entry, options.logFormat));
@@ -352,8 +354,8 @@ export async function startServer(
         // A request that cannot even start within this long gets 503, never waits forever.
         queueTimeout: queueTimeoutMs,
         signal,
-        // For the admin page's "oldest request"; made only when there is one.
-        label: metrics && label,
+        // For the admin page's "oldest request"; made only with --admin.
+        label,
         onProgress(data, ack, cancel) {
           const part = data as StreamPart;
           if (part.kind === "head") {
