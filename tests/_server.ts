@@ -124,6 +124,38 @@ export class ServerProcess implements AsyncDisposable {
   }
 }
 
+/**
+ * `deno ARGS` run in `cwd` as from a user's shell there: without the INIT_CWD this test process
+ * inherited from `deno task test` (which `deno task` would keep instead of setting its own).
+ * Disposing it sends SIGTERM, which `deno task` passes on to the server (a SIGKILL would leave the
+ * server running, holding the output pipes open), and waits for the exit.
+ */
+export function spawnAsUser(cwd: string, args: string[]): ServerProcess & AsyncDisposable {
+  const env = Deno.env.toObject();
+  delete env.INIT_CWD;
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd,
+    clearEnv: true,
+    env: { ...env, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const server = new ServerProcess(child);
+  return Object.assign(server, {
+    async [Symbol.asyncDispose]() {
+      server.kill("SIGTERM");
+      await server.exited(10_000);
+    },
+  });
+}
+
+/** `deno task start ARGS` (on a free port) run from `cwd`, as a user runs it from their own folder. */
+export function taskFrom(cwd: string, args: string[]): ServerProcess & AsyncDisposable {
+  return spawnAsUser(cwd, ["task", "--quiet", "--config", `${PROJECT_ROOT}deno.json`, "start", "--port", "0", ...args]);
+}
+
 /** Starts `main.ts` on a free port with the start task's permissions and waits until it listens. */
 export async function startServer(args: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
   const server = spawnServer(["--port", "0", ...args], env);

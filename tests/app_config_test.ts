@@ -2,39 +2,10 @@
 // its own config, and running any app never writes into the server's own deno.lock.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { get, PROJECT_ROOT, request, ServerProcess, taskArgs } from "./_server.ts";
+import { get, PROJECT_ROOT, request, spawnAsUser, taskArgs, taskFrom } from "./_server.ts";
 import { writeFiles } from "./_static.ts";
 
-/** The environment of a user's shell: this process's, without what `deno task test` added. */
-function userEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  delete env.INIT_CWD;
-  return { ...env, NO_COLOR: "1" };
-}
-
 const SERVER_LOCK = join(PROJECT_ROOT, "deno.lock");
-
-/** A server process from `args` in `cwd`; disposing it sends SIGTERM and waits for the exit. */
-function spawnIn(cwd: string, args: string[]): ServerProcess & AsyncDisposable {
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd,
-    // As from a user's shell: without the INIT_CWD this test process inherited from `deno task test`,
-    // which `deno task` would keep instead of setting its own.
-    clearEnv: true,
-    env: userEnv(),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const server = new ServerProcess(child);
-  return Object.assign(server, {
-    async [Symbol.asyncDispose]() {
-      server.kill("SIGTERM");
-      await server.exited(10_000);
-    },
-  });
-}
 
 async function project(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "webserver-user-app-" });
@@ -54,7 +25,7 @@ Deno.test("an app with its own deno.json runs under that config, and its lock is
   try {
     // As the README says: the app's config, the server's main.ts and the start task's permissions.
     const permissions = (await taskArgs("start")).filter((word) => word.startsWith("--allow-"));
-    await using server = spawnIn(dir, [
+    await using server = spawnAsUser(dir, [
       "run",
       "--config",
       "deno.json",
@@ -85,14 +56,7 @@ Deno.test("deno task start --app with an npm import leaves the server's deno.loc
   const dir = await project();
   const before = await Deno.readFile(SERVER_LOCK);
   try {
-    await using server = spawnIn(dir, [
-      "task",
-      "--quiet",
-      "--config",
-      join(PROJECT_ROOT, "deno.json"),
-      "start",
-      "--port",
-      "0",
+    await using server = taskFrom(dir, [
       "--quiet",
       "--workers",
       "1",

@@ -3,15 +3,8 @@
 // another folder are that folder's.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { get, PROJECT_ROOT, request, ServerProcess, spawnServer, startServer } from "./_server.ts";
+import { get, request, spawnServer, startServer, taskFrom } from "./_server.ts";
 import { writeFiles } from "./_static.ts";
-
-/** The environment of a user's shell: this process's, without what `deno task test` added. */
-function userEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  delete env.INIT_CWD;
-  return { ...env, NO_COLOR: "1" };
-}
 
 const INDEX = "<!DOCTYPE html><title>My site</title><link rel=stylesheet href=style.css><h1>My site</h1>\n";
 
@@ -73,32 +66,6 @@ Deno.test("a root that cannot be served stops start-up with one line and exit 2,
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/**
- * `deno task start ARGS` run from `cwd`, as a user runs it from their own folder. Disposing it
- * sends SIGTERM, which `deno task` passes on to the server (a SIGKILL would leave the server
- * running, holding the output pipes open).
- */
-function taskFrom(cwd: string, args: string[]): ServerProcess & AsyncDisposable {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", "--config", join(PROJECT_ROOT, "deno.json"), "start", "--port", "0", ...args],
-    cwd,
-    // As from a user's shell: without the INIT_CWD this test process inherited from `deno task test`,
-    // which `deno task` would keep instead of setting its own.
-    clearEnv: true,
-    env: userEnv(),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const server = new ServerProcess(child);
-  return Object.assign(server, {
-    async [Symbol.asyncDispose]() {
-      server.kill("SIGTERM");
-      await server.exited(10_000);
-    },
-  });
-}
 
 Deno.test("deno task start from another folder takes --root and --app relative to that folder", async () => {
   const dir = await site();
