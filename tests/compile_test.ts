@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { assertHello, PROJECT_ROOT, ResponseReader, send, ServerProcess, taskArgs } from "./_server.ts";
 
-async function compileArgs(output: string): Promise<string[]> {
-  const args = await taskArgs("compile");
+async function compileArgs(task: string, output: string, app?: string): Promise<string[]> {
+  const args = (await taskArgs(task)).map((word) => word === "$APP" ? app! : word);
   const at = args.indexOf("--output");
   assert.ok(at !== -1, `The compile task names no --output: ${args.join(" ")}`);
   args[at + 1] = output;
@@ -15,11 +15,11 @@ async function compileArgs(output: string): Promise<string[]> {
 // The runtime is missing when Deno cannot download it or DENORT_BIN does not point to it.
 const RUNTIME_MISSING = /denort|dl\.deno\.land|error sending request|dns error/i;
 
-async function build(): Promise<{ binary: string } | { skip: string }> {
+async function build(task = "compile", app?: string): Promise<{ binary: string } | { skip: string }> {
   const dir = await Deno.makeTempDir({ prefix: "webserver-compile-" });
   const binary = `${dir}/webserver`;
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: await compileArgs(binary),
+    args: await compileArgs(task, binary, app),
     cwd: PROJECT_ROOT,
     env: { NO_COLOR: "1" },
     stdout: "null",
@@ -65,5 +65,32 @@ Deno.test({
     const bad = await new Deno.Command(built.binary, { args: ["--workers", "0"], stderr: "piped" }).output();
     assert.equal(bad.code, 2);
     assert.match(new TextDecoder().decode(bad.stderr), /Invalid --workers/);
+  },
+});
+
+// `APP=… deno task compile:app`: the app inside the binary, and `--app` baked in.
+const APP = "tests/fixtures/apps/echo.ts";
+const builtWithApp = "skip" in built ? built : await build("compile:app", APP);
+
+Deno.test({
+  name: "deno task compile:app embeds the app: the binary serves it from a folder where the app is not",
+  ignore: "skip" in builtWithApp,
+  async fn() {
+    if ("skip" in builtWithApp) return;
+    const child = new Deno.Command(builtWithApp.binary, {
+      args: ["--port", "0", "--workers", "1"],
+      cwd: await Deno.makeTempDir(),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await using server = new ServerProcess(child);
+    const port = await server.listening();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const reader = new ResponseReader(conn);
+    await send(conn, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert.equal((await reader.read())?.text, "héllo wörld");
+    conn.close();
+    server.kill("SIGTERM");
+    assert.equal((await server.exited()).code, 0, server.output());
   },
 });
