@@ -131,6 +131,11 @@ export interface ConnectionRules {
   readonly logsRequests: boolean;
   /** Whether each `dispatch` carries a label (`METHOD target`) to show while the request runs. */
   readonly labelsRequests?: boolean;
+  /**
+   * The client's address for a request from `peer` carrying these `X-Forwarded-For` values (behind
+   * a trusted proxy); absent, the peer is the client.
+   */
+  clientAddress?(peer: string, forwardedFor: string | undefined): string;
   /** Whether log entries carry the request's `Referer` and `User-Agent`. */
   readonly logsHeaders?: boolean;
   /** The clock, in milliseconds; `performance.now` unless a test brings its own. */
@@ -193,6 +198,8 @@ interface Slot {
   readonly target: string;
   readonly version: string;
   readonly headers?: Array<[string, string]>;
+  // The client's address (the peer's, or one a trusted proxy forwarded); unknown for a request not read.
+  readonly client?: string;
   readonly start: number;
   // An interim response (100 Continue): written in order, neither counted nor logged.
   readonly interim: boolean;
@@ -442,9 +449,14 @@ export class ConnectionState {
       const { head, end } = framed;
       const close = !head.keepAlive || admission === "last";
       const id = this.#nextId++;
-      const job: HandlerJob = { bytes: this.#take(end), close, remote: this.#remote };
+      const client = this.#rules.clientAddress?.(this.#remote.hostname, forwardedFor(head.headers));
+      const remote = client === undefined || client === this.#remote.hostname
+        ? this.#remote
+        : { hostname: client, port: this.#remote.port };
+      const job: HandlerJob = { bytes: this.#take(end), close, remote };
       if (this.#rules.secure) job.secure = true;
-      this.#owe(id, head.method, head.target, head.version, this.#rules.logsHeaders ? head.headers : undefined);
+      const headers = this.#rules.logsHeaders ? head.headers : undefined;
+      this.#owe(id, head.method, head.target, head.version, headers, undefined, remote.hostname);
       const label = this.#rules.labelsRequests ? `${head.method} ${head.target}` : undefined;
       actions.push({ type: "dispatch", id, job, label });
       if (close) this.#stop();
@@ -460,10 +472,11 @@ export class ConnectionState {
     version: string,
     headers?: Array<[string, string]>,
     reply?: Reply,
+    client?: string,
   ): void {
     // Timed only for the log; the clock is a call into the runtime.
     const start = this.#rules.logsRequests ? this.#now() : 0;
-    this.#slots.push({ id, method, target, version, headers, start, interim: false, reply });
+    this.#slots.push({ id, method, target, version, headers, client, start, interim: false, reply });
     this.#inflight++;
   }
 
@@ -521,7 +534,7 @@ export class ConnectionState {
         method: slot.method,
         target: slot.target,
         version: slot.version,
-        remote: this.#remote.hostname,
+        remote: slot.client ?? this.#remote.hostname,
         status: gone && bytes === 0 ? CLIENT_GONE : reply.status,
         bytes,
         ms: this.#now() - slot.start,
@@ -601,3 +614,12 @@ export class ConnectionState {
 
 // The interim reply that the driver writes like any other (its status is never logged).
 const CONTINUED: Reply = { bytes: CONTINUE, status: 100, workerId: undefined, close: false };
+
+// Every X-Forwarded-For field of a request, joined as one list (fields may repeat).
+function forwardedFor(headers: Array<[string, string]>): string | undefined {
+  let value: string | undefined;
+  for (const [name, field] of headers) {
+    if (name === "x-forwarded-for") value = value === undefined ? field : `${value}, ${field}`;
+  }
+  return value;
+}

@@ -41,7 +41,8 @@ import {
   WorkerStuckError,
 } from "../pool/mod.ts";
 import { Connection } from "./connection.ts";
-import type { Admission, Reply, RequestLogEntry } from "./connection_state.ts";
+import type { Admission, ConnectionRules, Reply, RequestLogEntry } from "./connection_state.ts";
+import proxyaddr from "npm:proxy-addr@2.0.7";
 import { PieceQueue } from "./piece_queue.ts";
 import { formatLogLine } from "./log_format.ts";
 import type { AdminSource, Metrics } from "./admin.ts";
@@ -153,6 +154,18 @@ async function checkPath(flag: string, path: string, kind: "file" | "folder"): P
   if (kind === "file" ? !info.isFile : !info.isDirectory) {
     throw new StartError(`Invalid ${flag}: ${path} is not a ${kind}`, EXIT_USAGE);
   }
+}
+
+// From trusted proxies only, the client is the rightmost X-Forwarded-For address that is not itself
+// a trusted proxy (proxy-addr, as Express computes it); from anyone else, the peer.
+function clientAddressFor(trusted: string[] | undefined): ConnectionRules["clientAddress"] {
+  if (trusted === undefined) return undefined;
+  const trust = proxyaddr.compile(trusted);
+  return (peer, forwardedFor) => {
+    if (forwardedFor === undefined) return peer;
+    const request = { connection: { remoteAddress: peer }, headers: { "x-forwarded-for": forwardedFor } };
+    return proxyaddr(request as unknown as Parameters<typeof proxyaddr>[0], trust);
+  };
 }
 
 // Checks, before any worker starts, that the static root can be served: a folder that can be
@@ -334,6 +347,7 @@ export async function startServer(
     logsHeaders: options.logFormat === "combined",
     // The admin page shows what each worker's oldest request is.
     labelsRequests: metrics !== undefined,
+    clientAddress: clientAddressFor(options.trustProxy),
     logRequest: (entry: RequestLogEntry) => {
       metrics?.observe(entry);
       if (!options.quiet) logger.info(formatLogLine(entry, options.logFormat));

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import proxyaddr from "npm:proxy-addr@2.0.7";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_LIMITS } from "../http/mod.ts";
 import { MAX_CONCURRENCY } from "../pool/mod.ts";
@@ -53,6 +54,11 @@ export interface ServerOptions {
   logFormat: LogFormat;
   /** Where the admin listener (metrics, health, the live page) listens; `undefined`: none. */
   admin: ListenAddress | undefined;
+  /**
+   * Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed: from them, the client
+   * is the rightmost address in it that is not itself trusted. `undefined`: nobody's.
+   */
+  trustProxy: string[] | undefined;
   /** Longest request line in bytes (414 beyond). */
   maxRequestLine: number;
   /** Largest header section in bytes (431 beyond). */
@@ -105,6 +111,8 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
   logFormat: "text",
   // Off: a window into the server is opened only on purpose.
   admin: undefined,
+  // Nobody: a forwarded address is only as good as the proxy that wrote it.
+  trustProxy: undefined,
   // The protocol limits and their reasons live beside the parser.
   ...DEFAULT_LIMITS,
   // nginx's client_header_timeout is 60 s; 10 s is ample for any real client and starves slowloris.
@@ -208,9 +216,19 @@ export class UsageError extends Error {
 
 /**
  * How a flag's value is read: a word, free text, no value, a whole number, a size in bytes (with an
- * optional unit), seconds with decimals, one of a list of words, or an address (`[HOST:]PORT`).
+ * optional unit), seconds with decimals, one of a list of words, an address (`[HOST:]PORT`), or
+ * comma-separated IP addresses and CIDR ranges.
  */
-export type Kind = "string" | "text" | "boolean" | "integer" | "size" | "seconds" | "choice" | "address";
+export type Kind =
+  | "string"
+  | "text"
+  | "boolean"
+  | "integer"
+  | "size"
+  | "seconds"
+  | "choice"
+  | "address"
+  | "addresses";
 
 /** One command-line flag, as listed by `--help` and the README. */
 export interface FlagDoc {
@@ -336,6 +354,14 @@ export const FLAGS: readonly FlagDoc[] = [
     value: "[HOST:]PORT",
     defaultText: "off",
     description: "Admin listener (host 127.0.0.1 unless given): /metrics, /healthz and a live page of the pool",
+  },
+  {
+    flag: "--trust-proxy",
+    key: "trustProxy",
+    kind: "addresses",
+    value: "ADDR[,ADDR...]",
+    defaultText: "nobody",
+    description: "Proxies (IPs or CIDR ranges) whose X-Forwarded-For sets the client address",
   },
   {
     flag: "--max-request-line",
@@ -526,7 +552,11 @@ export function parseAddress(text: string): ListenAddress | undefined {
 /** The result of reading the command line. */
 export type CliResult = { help: true } | { help: false; options: ServerOptions };
 
-function readValue(flag: FlagDoc, source: string, text: string): string | number | boolean | ListenAddress {
+function readValue(
+  flag: FlagDoc,
+  source: string,
+  text: string,
+): string | number | boolean | ListenAddress | string[] {
   const fail = (what: string): never => {
     throw new UsageError(`Invalid ${source}: ${what}, got ${JSON.stringify(text)}`);
   };
@@ -561,6 +591,17 @@ function readValue(flag: FlagDoc, source: string, text: string): string | number
     case "choice":
       if (!flag.choices!.includes(text)) fail(`must be one of ${flag.choices!.join(", ")}`);
       return text;
+    case "addresses": {
+      const list = text.split(",").map((part) => part.trim());
+      try {
+        if (list.some((part) => part === "")) throw new TypeError("empty entry");
+        proxyaddr.compile(list);
+      } catch (error) {
+        if (!(error instanceof TypeError)) throw error;
+        fail("must be IP addresses or CIDR ranges, separated by commas");
+      }
+      return list;
+    }
     case "address": {
       const address = parseAddress(text);
       return address ?? fail("must be [HOST:]PORT with a port from 0 to 65535");

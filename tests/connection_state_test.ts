@@ -463,3 +463,27 @@ Deno.test("each request of a TLS connection is marked secure, so its URL is http
     assert.equal(dispatch.job.secure === true, secure);
   }
 });
+
+Deno.test("behind a trusted proxy the forwarded client is the request's address, in its job and its log entry", () => {
+  const state = new ConnectionState({
+    limits: DEFAULT_LIMITS,
+    timeouts: TIMEOUTS,
+    admit: () => "yes",
+    accepting: () => true,
+    logsRequests: true,
+    // A stand-in for proxy-addr: the last forwarded address, believed from 127.0.0.1 only.
+    clientAddress: (peer, forwardedFor) =>
+      peer === "127.0.0.1" && forwardedFor ? forwardedFor.split(",").at(-1)!.trim() : peer,
+  }, { hostname: "127.0.0.1", port: 40000 });
+  const actions = state.received(encoder.encode(
+    get("/a", "Host: x\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.7\r\n") + get("/b"),
+  ));
+  const [a, b] = actions;
+  assert.ok(a.type === "dispatch" && b.type === "dispatch");
+  assert.deepEqual(a.job.remote, { hostname: "198.51.100.7", port: 40000 }, "fields joined, the last one");
+  assert.deepEqual(b.job.remote, { hostname: "127.0.0.1", port: 40000 }, "no header: the peer");
+  const reply = { bytes: encoder.encode("HTTP/1.1 200 OK\r\n\r\n"), status: 200, workerId: 0, close: false };
+  state.replied(a.id, reply);
+  const logs = state.sent(a.id, { bytes: 19, complete: true }).filter((x) => x.type === "log");
+  assert.ok(logs[0]?.type === "log" && logs[0].entry.remote === "198.51.100.7");
+});

@@ -30,6 +30,8 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
     "--log-format",
     "json",
     "--admin=9100",
+    "--trust-proxy",
+    "10.0.0.0/8",
     "--max-request-line",
     "100",
     "--max-header-bytes=200",
@@ -69,6 +71,7 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
       quiet: true,
       logFormat: "json",
       admin: { host: "127.0.0.1", port: 9100 },
+      trustProxy: ["10.0.0.0/8"],
       maxRequestLine: 100,
       maxHeaderBytes: 200,
       maxHeaderCount: 3,
@@ -216,4 +219,19 @@ Deno.test("parseCli() reads --log-format from its three words and --admin as [HO
   }
   const none = parseCli([], noEnv);
   assert.ok(!none.help && none.options.admin === undefined && none.options.logFormat === "text");
+});
+
+Deno.test("parseCli() reads --trust-proxy as addresses and CIDR ranges, and refuses anything else", () => {
+  const read = (value: string) => {
+    const result = parseCli(["--trust-proxy", value], noEnv);
+    assert.ok(!result.help);
+    return result.options.trustProxy;
+  };
+  assert.deepEqual(read("127.0.0.1"), ["127.0.0.1"]);
+  assert.deepEqual(read("10.0.0.0/8, ::1,192.168.0.0/16"), ["10.0.0.0/8", "::1", "192.168.0.0/16"]);
+  for (const bad of ["nope", "10.0.0.0/33", "1.2.3.4,", "1.2.3"]) {
+    assert.throws(() => read(bad), /Invalid --trust-proxy: must be IP addresses or CIDR ranges/, bad);
+  }
+  const none = parseCli([], noEnv);
+  assert.ok(!none.help && none.options.trustProxy === undefined);
 });
