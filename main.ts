@@ -65,6 +65,8 @@ export function resolvePaths(options: ServerOptions, base: string): ServerOption
     ...options,
     root: resolve(base, options.root),
     app: options.app === undefined ? undefined : resolveApp(options.app, base),
+    cert: options.cert === undefined ? undefined : resolve(base, options.cert),
+    key: options.key === undefined ? undefined : resolve(base, options.key),
   };
 }
 

@@ -124,9 +124,33 @@ const ACCEPT_RETRY_MS = 50;
 // seconds, so a quarter second of lateness does not matter.
 const DEADLINE_SWEEP_MS = 250;
 
-function formatUrl(addr: Deno.NetAddr): string {
+function formatUrl(addr: Deno.NetAddr, scheme = "http"): string {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  return `http://${host}:${addr.port}/`;
+  return `${scheme}://${host}:${addr.port}/`;
+}
+
+// The certificate and key for TLS, read before anything listens; each problem is one line, exit 2.
+async function readTls(options: ServerOptions): Promise<{ cert: string; key: string } | undefined> {
+  if (options.cert === undefined && options.key === undefined) return undefined;
+  if (options.cert === undefined || options.key === undefined) {
+    const given = options.cert === undefined ? "--key" : "--cert";
+    throw new StartError(`Invalid ${given}: --cert and --key go together; give both for HTTPS`, EXIT_USAGE);
+  }
+  const read = async (flag: string, path: string, marker: RegExp) => {
+    await checkPath(flag, path, "file");
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (error) {
+      throw new StartError(`Invalid ${flag}: ${path}: cannot read it (${(error as Error).message})`, EXIT_USAGE);
+    }
+    if (!marker.test(text)) throw new StartError(`Invalid ${flag}: ${path} holds no PEM ${flag.slice(2)}`, EXIT_USAGE);
+    return text;
+  };
+  return {
+    cert: await read("--cert", options.cert, /-----BEGIN CERTIFICATE-----/),
+    key: await read("--key", options.key, /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+  };
 }
 
 // The machine's memory in bytes, or undefined when it cannot be read (no --allow-sys=systemMemoryInfo).
@@ -211,9 +235,13 @@ export async function startServer(
   await checkRoot(options.root);
   if (options.app !== undefined) await checkPath("--app", options.app, "file");
   const app = options.app === undefined ? undefined : pathToFileURL(resolve(options.app)).href;
-  let listener: Deno.TcpListener;
+  const tls = await readTls(options);
+  let listener: Deno.Listener<Deno.Conn, Deno.NetAddr>;
   try {
-    listener = Deno.listen({ hostname: options.host, port: options.port });
+    listener = tls
+      // ALPN says HTTP/1.1, so a client that would prefer HTTP/2 knows what it gets.
+      ? Deno.listenTls({ hostname: options.host, port: options.port, ...tls, alpnProtocols: ["http/1.1"] })
+      : Deno.listen({ hostname: options.host, port: options.port });
   } catch (error) {
     const where = `${options.host}:${options.port}`;
     if (error instanceof Deno.errors.AddrInUse) {
@@ -221,6 +249,10 @@ export async function startServer(
     }
     if (error instanceof Deno.errors.AddrNotAvailable) {
       throw new StartError(`Cannot listen on ${where}: address not available on this machine`);
+    }
+    if (tls) {
+      // Not the address: the certificate and key did not make a TLS configuration.
+      throw new StartError(`Invalid --cert/--key: cannot use them for TLS (${(error as Error).message})`, EXIT_USAGE);
     }
     throw new StartError(`Cannot listen on ${where}: ${(error as Error).message}`);
   }
@@ -348,6 +380,8 @@ export async function startServer(
     // The admin page shows what each worker's oldest request is.
     labelsRequests: metrics !== undefined,
     clientAddress: clientAddressFor(options.trustProxy),
+    // Requests over TLS get https: URLs.
+    secure: tls !== undefined,
     logRequest: (entry: RequestLogEntry) => {
       metrics?.observe(entry);
       if (!options.quiet) logger.info(formatLogLine(entry, options.logFormat));
@@ -405,7 +439,7 @@ export async function startServer(
   }
 
   const busy = errorResult(503, [RETRY_AFTER]).bytes;
-  function refuse(conn: Deno.TcpConn): void {
+  function refuse(conn: Deno.Conn): void {
     // Best effort and never awaited: the accept loop must not wait on a client.
     conn.write(busy).catch(() => {}).finally(() => {
       try {
@@ -423,7 +457,7 @@ export async function startServer(
 
   async function acceptLoop(): Promise<void> {
     while (!stopping) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch (error) {
@@ -470,7 +504,7 @@ export async function startServer(
   const addr = listener.addr;
   return {
     addr,
-    url: formatUrl(addr),
+    url: formatUrl(addr, tls ? "https" : "http"),
     adminUrl: admin ? formatUrl(admin.addr) : undefined,
     workerMemoryMb,
     get exitCode() {

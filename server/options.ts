@@ -59,6 +59,10 @@ export interface ServerOptions {
    * is the rightmost address in it that is not itself trusted. `undefined`: nobody's.
    */
   trustProxy: string[] | undefined;
+  /** A PEM certificate chain file: with `key`, the server speaks HTTP/1.1 over TLS. */
+  cert: string | undefined;
+  /** The PEM private key file of `cert`. */
+  key: string | undefined;
   /** Longest request line in bytes (414 beyond). */
   maxRequestLine: number;
   /** Largest header section in bytes (431 beyond). */
@@ -113,6 +117,9 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
   admin: undefined,
   // Nobody: a forwarded address is only as good as the proxy that wrote it.
   trustProxy: undefined,
+  // Plain HTTP unless both are given.
+  cert: undefined,
+  key: undefined,
   // The protocol limits and their reasons live beside the parser.
   ...DEFAULT_LIMITS,
   // nginx's client_header_timeout is 60 s; 10 s is ample for any real client and starves slowloris.
@@ -354,6 +361,22 @@ export const FLAGS: readonly FlagDoc[] = [
     value: "[HOST:]PORT",
     defaultText: "off",
     description: "Admin listener (host 127.0.0.1 unless given): /metrics, /healthz and a live page of the pool",
+  },
+  {
+    flag: "--cert",
+    key: "cert",
+    kind: "string",
+    value: "FILE",
+    defaultText: "none (plain HTTP)",
+    description: "PEM certificate chain; with --key, serve HTTPS (HTTP/1.1 over TLS)",
+  },
+  {
+    flag: "--key",
+    key: "key",
+    kind: "string",
+    value: "FILE",
+    defaultText: "none",
+    description: "PEM private key of --cert",
   },
   {
     flag: "--trust-proxy",

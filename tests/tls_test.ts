@@ -1,0 +1,210 @@
+// End to end: --cert and --key serve HTTP/1.1 over TLS, with a key pair the test makes with
+// Debian's openssl. Everything behaves as over plain TCP; clients that do not speak TLS, or do not
+// trust the certificate, are their own problem, never the server's.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { get, ResponseReader, send, spawnServer, startServer } from "./_server.ts";
+import { writeFiles } from "./_static.ts";
+import { within } from "./_within.ts";
+
+const DIR = await Deno.makeTempDir({ prefix: "webserver-tls-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(DIR, { recursive: true }));
+
+async function openssl(...args: string[]): Promise<void> {
+  const { success, stderr } = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped" }).output();
+  assert.ok(success, `openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`);
+}
+
+/**
+ * A certificate for `names` (subjectAltName entries) signed by a throwaway CA, and its key, as PEM
+ * files; `pem` is the CA's certificate, which a client trusts.
+ */
+async function keyPair(name: string, names: string): Promise<{ cert: string; key: string; pem: string }> {
+  const file = (what: string) => join(DIR, `${name}.${what}.pem`);
+  await openssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    file("ca-key"),
+    "-out",
+    file("ca"),
+    "-days",
+    "2",
+    "-subj",
+    `/CN=webserver test CA ${name}`,
+  );
+  await openssl(
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    file("key"),
+    "-out",
+    file("csr"),
+    "-subj",
+    "/CN=webserver test",
+  );
+  await Deno.writeTextFile(file("ext"), `subjectAltName=${names}\nbasicConstraints=CA:FALSE\n`);
+  await openssl(
+    "x509",
+    "-req",
+    "-in",
+    file("csr"),
+    "-CA",
+    file("ca"),
+    "-CAkey",
+    file("ca-key"),
+    "-CAcreateserial",
+    "-out",
+    file("cert"),
+    "-days",
+    "2",
+    "-extfile",
+    file("ext"),
+  );
+  return { cert: file("cert"), key: file("key"), pem: await Deno.readTextFile(file("ca")) };
+}
+
+const LOCAL = await keyPair("local", "DNS:localhost,IP:127.0.0.1");
+const OTHER = await keyPair("other", "DNS:other.example");
+const ROOT = join(DIR, "site");
+await writeFiles(ROOT, { "data.txt": "0123456789" });
+
+async function connectTls(port: number, caCerts = [LOCAL.pem]) {
+  const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts, alpnProtocols: ["http/1.1"] });
+  return { conn, reader: new ResponseReader(conn) };
+}
+
+Deno.test("over TLS: GET, HEAD, keep-alive, pipelining, a static Range and an app's https URL", async () => {
+  await using server = await startServer([
+    "--quiet",
+    "--workers",
+    "2",
+    "--cert",
+    LOCAL.cert,
+    "--key",
+    LOCAL.key,
+    "--root",
+    ROOT,
+  ]);
+  assert.match(server.lines[0], /^Listening on https:\/\/127\.0\.0\.1:\d+\//);
+  const { conn, reader } = await connectTls(server.port);
+  try {
+    const handshake = await conn.handshake();
+    assert.equal(handshake.alpnProtocol, "http/1.1");
+    // Keep-alive and pipelining: three requests in one write, on one connection.
+    await send(conn, get("/data.txt") + get("/data.txt", "Range: bytes=2-5\r\n") + get("/nope"));
+    const whole = await reader.read();
+    assert.equal(whole?.status, 200);
+    assert.equal(whole?.text, "0123456789");
+    const part = await reader.read();
+    assert.equal(part?.status, 206);
+    assert.equal(part?.text, "2345");
+    assert.equal(part?.headers.get("content-range"), "bytes 2-5/10");
+    assert.equal((await reader.read())?.status, 404);
+    await send(conn, "HEAD /data.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    const head = await reader.read({ head: true });
+    assert.equal(head?.headers.get("content-length"), "10");
+  } finally {
+    conn.close();
+  }
+
+  await using app = await startServer([
+    "--quiet",
+    "--workers",
+    "1",
+    "--cert",
+    LOCAL.cert,
+    "--key",
+    LOCAL.key,
+    "--app",
+    "tests/fixtures/apps/echo.ts",
+  ]);
+  const tls = await connectTls(app.port);
+  try {
+    await send(tls.conn, get("/echo?x=1", "").replace("Host: 127.0.0.1", "Host: localhost:8443"));
+    const echoed = JSON.parse((await tls.reader.read())!.text);
+    assert.equal(echoed.url, "https://localhost:8443/echo?x=1");
+  } finally {
+    tls.conn.close();
+  }
+});
+
+Deno.test("over TLS: plain HTTP and a client that distrusts the certificate are closed, and the server goes on", async () => {
+  await using server = await startServer([
+    "--quiet",
+    "--workers",
+    "1",
+    "--cert",
+    LOCAL.cert,
+    "--key",
+    LOCAL.key,
+  ]);
+  // Plain HTTP to the TLS port: no answer that parses as HTTP, and a closed connection.
+  const plain = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await send(plain, get("/"));
+  const got = await within(5000, "the close of a plain-HTTP connection", new Response(plain.readable).bytes());
+  assert.ok(!new TextDecoder().decode(got).startsWith("HTTP/1.1 200"), "a plain-HTTP request was served");
+
+  // A client that does not trust the certificate gives up during the handshake; that is its business.
+  await assert.rejects(async () => {
+    const { conn } = await connectTls(server.port, [OTHER.pem]);
+    try {
+      await conn.handshake();
+    } finally {
+      conn.close();
+    }
+  });
+
+  const { conn, reader } = await connectTls(server.port);
+  try {
+    await send(conn, get("/"));
+    assert.equal((await reader.read())?.status, 200, "a good client is still served");
+  } finally {
+    conn.close();
+  }
+  assert.deepEqual(server.errors, [], "the server wrote to stderr");
+});
+
+Deno.test("a certificate for another host is the client's problem: its handshake fails, the server lives on", async () => {
+  await using server = await startServer(["--quiet", "--workers", "1", "--cert", OTHER.cert, "--key", OTHER.key]);
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(async () => {
+      const { conn } = await connectTls(server.port, [OTHER.pem]);
+      try {
+        await conn.handshake();
+      } finally {
+        conn.close();
+      }
+    });
+  }
+  const exited = await Promise.race([server.status.then(() => true), new Promise((r) => setTimeout(r, 200, false))]);
+  assert.equal(exited, false, "the server exited");
+  assert.deepEqual(server.errors, [], "the server wrote to stderr");
+});
+
+Deno.test("--cert and --key that cannot be used stop start-up with one line, exit 2", async () => {
+  const garbage = join(DIR, "garbage.pem");
+  await Deno.writeTextFile(garbage, "not a certificate\n");
+  const cases: Array<[string[], RegExp]> = [
+    [["--cert", LOCAL.cert], /^webserver: Invalid --cert: --cert and --key go together/],
+    [["--key", LOCAL.key], /^webserver: Invalid --key: --cert and --key go together/],
+    [
+      ["--cert", join(DIR, "missing.pem"), "--key", LOCAL.key],
+      /^webserver: Invalid --cert: \S+missing\.pem: no such file$/,
+    ],
+    [["--cert", garbage, "--key", LOCAL.key], /^webserver: Invalid --cert: \S+garbage\.pem holds no PEM cert$/],
+    [["--cert", LOCAL.cert, "--key", OTHER.key], /^webserver: Invalid --cert\/--key: cannot use them for TLS/],
+  ];
+  for (const [args, message] of cases) {
+    const server = spawnServer(["--port", "0", "--workers", "1", ...args]);
+    const status = await server.exited();
+    assert.equal(status.code, 2, `${args.join(" ")}: ${server.output()}`);
+    assert.equal(server.errors.length, 1, server.output());
+    assert.match(server.errors[0], message);
+  }
+});
