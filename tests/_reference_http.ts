@@ -62,8 +62,11 @@ export function judge(bytes: Uint8Array): Verdict {
   if (!line) {
     return headEnd === -1 && !text.includes("\r\n") ? { kind: "incomplete" } : { kind: "unsure", why: "request line" };
   }
-  const [requestLine, method, , minor] = line;
+  const [requestLine, method, target, minor] = line;
   if (!METHODS.has(method)) return { kind: "unsure", why: `method ${method}` };
+  // The README's static-file rules refuse some paths that frame well (escapes that are not UTF-8,
+  // NUL, encoded slashes, dot segments): those are the server's policy, not the grammar's.
+  if (!plainPath(target.split("?")[0])) return { kind: "unsure", why: "a path the static rules judge" };
   if (headEnd === -1) return { kind: "incomplete" };
 
   const fields = new Map<string, string[]>();
@@ -99,6 +102,17 @@ export function judge(bytes: Uint8Array): Verdict {
     return body.length >= length ? { kind: "valid" } : { kind: "incomplete" };
   }
   return { kind: "valid" };
+}
+
+function plainPath(path: string): boolean {
+  if (/%(?:00|2f|5c)/i.test(path)) return false;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return false; // escapes that are not UTF-8
+  }
+  return !decoded.split("/").some((segment) => segment === "." || segment === "..");
 }
 
 // chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 section 7.1).
