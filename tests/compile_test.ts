@@ -35,6 +35,19 @@ async function build(task = "compile", app?: string): Promise<{ binary: string }
   throw new Error(`deno compile failed:\n${text}`);
 }
 
+/** Runs a built binary on a free port from an empty folder, and waits until it listens. */
+async function runElsewhere(binary: string, args: string[]): Promise<ServerProcess> {
+  const child = new Deno.Command(binary, {
+    args: ["--port", "0", ...args],
+    cwd: await Deno.makeTempDir(),
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const server = new ServerProcess(child);
+  await server.listening();
+  return server;
+}
+
 const built = await build();
 if ("skip" in built) console.log(`Skipping the compiled binary test: ${built.skip}. Set DENORT_BIN to run it.`);
 
@@ -44,14 +57,8 @@ Deno.test({
   async fn() {
     if ("skip" in built) return;
     // Run it from an unrelated folder: the workers and static/ must come from inside the binary.
-    const child = new Deno.Command(built.binary, {
-      args: ["--port", "0", "--workers", "2"],
-      cwd: await Deno.makeTempDir(),
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    await using server = new ServerProcess(child);
-    const port = await server.listening();
+    await using server = await runElsewhere(built.binary, ["--workers", "2"]);
+    const port = server.port;
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const reader = new ResponseReader(conn);
     await send(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /nope HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -77,14 +84,8 @@ Deno.test({
   ignore: "skip" in builtWithApp,
   async fn() {
     if ("skip" in builtWithApp) return;
-    const child = new Deno.Command(builtWithApp.binary, {
-      args: ["--port", "0", "--workers", "1"],
-      cwd: await Deno.makeTempDir(),
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    await using server = new ServerProcess(child);
-    const port = await server.listening();
+    await using server = await runElsewhere(builtWithApp.binary, ["--workers", "1"]);
+    const port = server.port;
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const reader = new ResponseReader(conn);
     await send(conn, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n");

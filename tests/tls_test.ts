@@ -74,23 +74,30 @@ const OTHER = await keyPair("other", "DNS:other.example");
 const ROOT = join(DIR, "site");
 await writeFiles(ROOT, { "data.txt": "0123456789" });
 
+/** A server over TLS with `pair` (the local one by default), quiet, with `args` added. */
+function startTls(args: string[], pair = LOCAL) {
+  return startServer(["--quiet", "--cert", pair.cert, "--key", pair.key, ...args]);
+}
+
+/** Asserts that a client trusting only `caCerts` cannot complete the handshake with the server on `port`. */
+async function assertHandshakeFails(port: number, caCerts: string[]): Promise<void> {
+  await assert.rejects(async () => {
+    const { conn } = await connectTls(port, caCerts);
+    try {
+      await conn.handshake();
+    } finally {
+      conn.close();
+    }
+  });
+}
+
 async function connectTls(port: number, caCerts = [LOCAL.pem]) {
   const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts, alpnProtocols: ["http/1.1"] });
   return { conn, reader: new ResponseReader(conn) };
 }
 
 Deno.test("over TLS: GET, HEAD, keep-alive, pipelining, a static Range and an app's https URL", async () => {
-  await using server = await startServer([
-    "--quiet",
-    "--workers",
-    "2",
-    "--cert",
-    LOCAL.cert,
-    "--key",
-    LOCAL.key,
-    "--root",
-    ROOT,
-  ]);
+  await using server = await startTls(["--workers", "2", "--root", ROOT]);
   assert.match(server.lines[0], /^Listening on https:\/\/127\.0\.0\.1:\d+\//);
   const { conn, reader } = await connectTls(server.port);
   try {
@@ -113,17 +120,7 @@ Deno.test("over TLS: GET, HEAD, keep-alive, pipelining, a static Range and an ap
     conn.close();
   }
 
-  await using app = await startServer([
-    "--quiet",
-    "--workers",
-    "1",
-    "--cert",
-    LOCAL.cert,
-    "--key",
-    LOCAL.key,
-    "--app",
-    "tests/fixtures/apps/echo.ts",
-  ]);
+  await using app = await startTls(["--workers", "1", "--app", "tests/fixtures/apps/echo.ts"]);
   const tls = await connectTls(app.port);
   try {
     await send(tls.conn, get("/echo?x=1", "").replace("Host: 127.0.0.1", "Host: localhost:8443"));
@@ -135,15 +132,7 @@ Deno.test("over TLS: GET, HEAD, keep-alive, pipelining, a static Range and an ap
 });
 
 Deno.test("over TLS: plain HTTP and a client that distrusts the certificate are closed, and the server goes on", async () => {
-  await using server = await startServer([
-    "--quiet",
-    "--workers",
-    "1",
-    "--cert",
-    LOCAL.cert,
-    "--key",
-    LOCAL.key,
-  ]);
+  await using server = await startTls(["--workers", "1"]);
   // Plain HTTP to the TLS port: no answer that parses as HTTP, and a closed connection.
   const plain = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
   await send(plain, get("/"));
@@ -151,14 +140,7 @@ Deno.test("over TLS: plain HTTP and a client that distrusts the certificate are 
   assert.ok(!new TextDecoder().decode(got).startsWith("HTTP/1.1 200"), "a plain-HTTP request was served");
 
   // A client that does not trust the certificate gives up during the handshake; that is its business.
-  await assert.rejects(async () => {
-    const { conn } = await connectTls(server.port, [OTHER.pem]);
-    try {
-      await conn.handshake();
-    } finally {
-      conn.close();
-    }
-  });
+  await assertHandshakeFails(server.port, [OTHER.pem]);
 
   const { conn, reader } = await connectTls(server.port);
   try {
@@ -171,16 +153,9 @@ Deno.test("over TLS: plain HTTP and a client that distrusts the certificate are 
 });
 
 Deno.test("a certificate for another host is the client's problem: its handshake fails, the server lives on", async () => {
-  await using server = await startServer(["--quiet", "--workers", "1", "--cert", OTHER.cert, "--key", OTHER.key]);
+  await using server = await startTls(["--workers", "1"], OTHER);
   for (let i = 0; i < 3; i++) {
-    await assert.rejects(async () => {
-      const { conn } = await connectTls(server.port, [OTHER.pem]);
-      try {
-        await conn.handshake();
-      } finally {
-        conn.close();
-      }
-    });
+    await assertHandshakeFails(server.port, [OTHER.pem]);
   }
   const exited = await Promise.race([server.status.then(() => true), new Promise((r) => setTimeout(r, 200, false))]);
   assert.equal(exited, false, "the server exited");
