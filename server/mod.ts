@@ -108,7 +108,11 @@ export interface Server {
   readonly url: string;
   /** The admin listener's `http://host:port/`, when `--admin` is given. */
   readonly adminUrl: string | undefined;
-  /** Starts a graceful shutdown (idempotent) and resolves when it is done. */
+  /**
+   * Starts a graceful shutdown (idempotent) and resolves when it is done: `/healthz` answers 503 at
+   * once; after the drain delay the listener closes, keep-alive connections close after their
+   * current response, and requests in flight finish.
+   */
   shutdown(): Promise<void>;
   /** Resolves when the server has shut down, for whatever reason. */
   readonly finished: Promise<void>;
@@ -236,16 +240,29 @@ export async function startServer(
   if (options.app !== undefined) await checkPath("--app", options.app, "file");
   const app = options.app === undefined ? undefined : pathToFileURL(resolve(options.app)).href;
   const tls = await readTls(options);
+  // Deno ends the process, uncatchably, when an unstable option is used without its flag; its
+  // unstable network API (present only with --unstable-net) tells beforehand.
+  if (options.reusePort && typeof (Deno as { listenDatagram?: unknown }).listenDatagram !== "function") {
+    throw new StartError(
+      "Cannot use --reuse-port: run Deno with --unstable-net (the tasks and the compiled binary have it)",
+      EXIT_USAGE,
+    );
+  }
   let listener: Deno.Listener<Deno.Conn, Deno.NetAddr>;
   try {
+    // Only asked for when wanted: Deno allows the option only with --unstable-net.
+    const address = { hostname: options.host, port: options.port, ...(options.reusePort && { reusePort: true }) };
     listener = tls
       // ALPN says HTTP/1.1, so a client that would prefer HTTP/2 knows what it gets.
-      ? Deno.listenTls({ hostname: options.host, port: options.port, ...tls, alpnProtocols: ["http/1.1"] })
-      : Deno.listen({ hostname: options.host, port: options.port });
+      ? Deno.listenTls({ ...address, ...tls, alpnProtocols: ["http/1.1"] })
+      : Deno.listen(address);
   } catch (error) {
     const where = `${options.host}:${options.port}`;
     if (error instanceof Deno.errors.AddrInUse) {
-      throw new StartError(`Cannot listen on ${where}: address already in use`);
+      const hint = options.reusePort
+        ? " (by a process that does not share it: every process on the port needs --reuse-port)"
+        : "";
+      throw new StartError(`Cannot listen on ${where}: address already in use${hint}`);
     }
     if (error instanceof Deno.errors.AddrNotAvailable) {
       throw new StartError(`Cannot listen on ${where}: address not available on this machine`);
@@ -298,7 +315,7 @@ export async function startServer(
             `${stuckThreads} stuck worker thread${stuckThreads === 1 ? "" : "s"}, the limit: ` +
               `draining, then exiting with status ${EXIT_RESTART} so that a supervisor starts a fresh process`,
           );
-          queueMicrotask(shutdown);
+          queueMicrotask(() => shutdown());
         }
         return;
       }
@@ -326,13 +343,16 @@ export async function startServer(
   const connections = new Set<Connection>();
   let admitted = 0;
   let stopping: Promise<void> | undefined;
+  // From the first call to shutdown: /healthz answers 503 while the server, for --drain-delay, serves on.
+  let draining = false;
+  let drainTimer: ReturnType<typeof setTimeout> | undefined;
   const finished = Promise.withResolvers<void>();
 
   // The admin listener, answered here in the main thread: it keeps answering while every worker is busy.
   const source: AdminSource = {
     stats: () => pool.stats(),
     connections: () => connections.size,
-    draining: () => stopping !== undefined,
+    draining: () => draining,
   };
   // Loaded only with --admin: the metrics library costs memory a server without it should not pay.
   const adminModule = options.admin ? await import("./admin.ts") : undefined;
@@ -359,8 +379,9 @@ export async function startServer(
       if (options.maxRequests !== undefined && admitted >= options.maxRequests) return "no";
       admitted++;
       if (options.maxRequests !== undefined && admitted >= options.maxRequests) {
-        // Start the shutdown once the caller has registered this last request.
-        queueMicrotask(shutdown);
+        // Start the shutdown once the caller has registered this last request; at once, as the
+        // last response already says Connection: close.
+        queueMicrotask(() => shutdown(0));
         return "last";
       }
       return "yes";
@@ -495,9 +516,23 @@ export async function startServer(
     await admin?.shutdown();
   }
 
-  function shutdown(): Promise<void> {
+  // Health turns 503 at once; after `delayMs` (unless a later call asks for less) the listener
+  // closes and connections drain.
+  function shutdown(delayMs = options.drainDelayMs): Promise<void> {
+    if (!draining) {
+      draining = true;
+      if (delayMs > 0) {
+        logger.info(`Draining: /healthz answers 503; serving on for ${delayMs / 1000} s (--drain-delay), then closing`);
+        drainTimer = setTimeout(beginStop, delayMs);
+      }
+    }
+    if (delayMs === 0) beginStop();
+    return finished.promise.catch(() => {});
+  }
+
+  function beginStop(): void {
+    clearTimeout(drainTimer);
     stopping ??= stop().then(finished.resolve, finished.reject);
-    return stopping;
   }
 
   acceptLoop();
@@ -510,7 +545,7 @@ export async function startServer(
     get exitCode() {
       return exitCode;
     },
-    shutdown,
+    shutdown: () => shutdown(),
     finished: finished.promise,
   };
 }

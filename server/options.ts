@@ -63,6 +63,16 @@ export interface ServerOptions {
   cert: string | undefined;
   /** The PEM private key file of `cert`. */
   key: string | undefined;
+  /**
+   * Listen with `SO_REUSEPORT`, so several server processes share the port and the kernel spreads
+   * new connections over them (Linux; needs Deno's `--unstable-net`, which the tasks pass).
+   */
+  reusePort: boolean;
+  /**
+   * Milliseconds a graceful shutdown keeps serving, with `/healthz` already 503, before it stops
+   * accepting: time for a load balancer that polls health to stop sending here.
+   */
+  drainDelayMs: number;
   /** Longest request line in bytes (414 beyond). */
   maxRequestLine: number;
   /** Largest header section in bytes (431 beyond). */
@@ -120,6 +130,10 @@ export const DEFAULTS: Readonly<ServerOptions> = Object.freeze({
   // Plain HTTP unless both are given.
   cert: undefined,
   key: undefined,
+  // Off: a second process on the same port is then an error, as it usually is a mistake.
+  reusePort: false,
+  // None: without a balancer polling health, serving on after the signal only delays the exit.
+  drainDelayMs: 0,
   // The protocol limits and their reasons live beside the parser.
   ...DEFAULT_LIMITS,
   // nginx's client_header_timeout is 60 s; 10 s is ample for any real client and starves slowloris.
@@ -387,6 +401,22 @@ export const FLAGS: readonly FlagDoc[] = [
     description: "Proxies (IPs or CIDR ranges) whose X-Forwarded-For sets the client address",
   },
   {
+    flag: "--reuse-port",
+    key: "reusePort",
+    kind: "boolean",
+    defaultText: "off",
+    description: "Share the port with other processes that use it too (Linux SO_REUSEPORT)",
+  },
+  {
+    flag: "--drain-delay",
+    key: "drainDelayMs",
+    kind: "seconds",
+    value: "SECONDS",
+    min: 0,
+    defaultText: seconds(DEFAULTS.drainDelayMs),
+    description: "On SIGTERM, /healthz turns 503 at once; keep serving this long, then drain",
+  },
+  {
     flag: "--max-request-line",
     key: "maxRequestLine",
     kind: "size",
@@ -630,10 +660,12 @@ function readValue(
       return address ?? fail("must be [HOST:]PORT with a port from 0 to 65535");
     }
     case "seconds": {
-      const what = `must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}`;
+      // Timeouts must be above 0; a flag with `min: 0` (a delay) also takes 0.
+      const zero = flag.min === 0;
+      const what = `must be a number of seconds ${zero ? "from 0" : "above 0"} and at most ${MAX_TIMEOUT_SECONDS}`;
       if (!/^[0-9]+(\.[0-9]+)?$/.test(text)) fail(what);
       const ms = Math.round(Number(text) * 1000);
-      if (ms < 1 || ms > MAX_TIMEOUT_SECONDS * 1000) fail(what);
+      if ((ms < 1 && !(zero && ms === 0)) || ms > MAX_TIMEOUT_SECONDS * 1000) fail(what);
       return ms;
     }
     case "boolean":

@@ -35,6 +35,9 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
     "--cert",
     "c.pem",
     "--key=k.pem",
+    "--reuse-port",
+    "--drain-delay",
+    "2.5",
     "--max-request-line",
     "100",
     "--max-header-bytes=200",
@@ -77,6 +80,8 @@ Deno.test("parseCli() reads every flag, in both --flag value and --flag=value fo
       trustProxy: ["10.0.0.0/8"],
       cert: "c.pem",
       key: "k.pem",
+      reusePort: true,
+      drainDelayMs: 2500,
       maxRequestLine: 100,
       maxHeaderBytes: 200,
       maxHeaderCount: 3,
@@ -102,6 +107,22 @@ Deno.test("parseCli() rejects timeouts that are not a positive number of seconds
       /Invalid --header-timeout: must be a number of seconds/,
     );
   }
+});
+
+Deno.test("parseCli() takes --drain-delay from 0 to 86400 seconds and refuses 86400.001, -1 and words", () => {
+  const read = (value: string) => {
+    const result = parseCli(["--drain-delay", value], noEnv);
+    assert.ok(!result.help);
+    return result.options.drainDelayMs;
+  };
+  assert.equal(read("0"), 0);
+  assert.equal(read("0.001"), 1);
+  assert.equal(read("86400"), 86_400_000);
+  for (const bad of ["86400.001", "86401", "-1", "x", "1e3", ""]) {
+    assert.throws(() => read(bad), /Invalid --drain-delay: must be a number of seconds from 0 and at most 86400/, bad);
+  }
+  const none = parseCli([], noEnv);
+  assert.ok(!none.help && none.options.drainDelayMs === 0 && none.options.reusePort === false);
 });
 
 Deno.test("parseCli() takes PORT, HOST, WORKERS and CONCURRENCY from the environment unless a flag is given", () => {
