@@ -118,7 +118,6 @@ function load(url: string, seconds: number): Promise<WrkCounts> {
       detail: `non-2xx ${non2xx}, ${socket?.[0] ?? "no socket errors"}`,
     };
   });
-  return { done };
 }
 
 /** A folder for a proxy's configuration, logs and temporary files, removed by disposing it. */
