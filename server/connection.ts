@@ -12,6 +12,7 @@
  *
  * @module
  */
+import type { ByteStream } from "./tls.ts";
 import { errorResult, type FileBody, type HandlerJob } from "../exchange/mod.ts";
 import {
   type Action,
@@ -47,7 +48,7 @@ export interface ConnectionHost extends ConnectionRules {
 
 /** Serves one accepted connection until it closes. */
 export class Connection {
-  readonly #conn: Deno.Conn;
+  readonly #conn: ByteStream;
   readonly #host: ConnectionHost;
   readonly #state: ConnectionState;
   #readBuffer = new Uint8Array(INITIAL_READ_BUFFER);
@@ -72,7 +73,7 @@ export class Connection {
    * await connection.done;
    * ```
    */
-  constructor(conn: Deno.Conn, host: ConnectionHost) {
+  constructor(conn: ByteStream, host: ConnectionHost) {
     this.#conn = conn;
     this.#host = host;
     const addr = conn.remoteAddr as Deno.NetAddr;
@@ -281,7 +282,7 @@ export class Connection {
   // first send of a connection never waits, so one-response connections skip this call.
   #noDelay(): void {
     try {
-      (this.#conn as Deno.TcpConn).setNoDelay?.(true);
+      this.#conn.setNoDelay?.(true);
     } catch {
       // The peer is gone; the send will say so.
     }

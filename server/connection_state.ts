@@ -123,8 +123,12 @@ export interface ConnectionRules {
   readonly timeouts: ConnectionTimeouts;
   /** Whether connections are TLS, passed on with each request (its URL is then `https:`). */
   readonly secure?: boolean;
-  /** Asks to start one more request. */
-  admit(): Admission;
+  /**
+   * Asks to start one more request; `first` when it is the connection's first. Once the server
+   * stops, a first request is still taken (as the last): its connection was accepted before the
+   * listener closed, so the client had no way to know.
+   */
+  admit(first: boolean): Admission;
   /** Whether the server still takes requests (false once shutting down): a body is invited only then. */
   accepting(): boolean;
   /** Whether each request gets a `log` action. */
@@ -261,6 +265,8 @@ export class ConnectionState {
   #peerGone = false;
   #closed = false;
   #draining = false;
+  // Requests that asked to be admitted.
+  #admitted = 0;
   #waiting: Waiting = "first";
   #deadline: number;
   #writeDeadline = Infinity;
@@ -379,7 +385,8 @@ export class ConnectionState {
   /**
    * The server drains: the last response owed says `Connection: close` and the connection closes
    * after it; an idle one closes after {@linkcode DRAIN_GRACE_MS}, in which a request that arrives
-   * gets 503 and a close.
+   * is served if it is the connection's first (see {@linkcode ConnectionRules.admit}), and gets
+   * 503 and a close otherwise.
    */
   drain(): Action[] {
     this.#draining = true;
@@ -439,7 +446,7 @@ export class ConnectionState {
         this.#respondNow(framed.error.status, actions);
         break;
       }
-      const admission = this.#rules.admit();
+      const admission = this.#rules.admit(this.#admitted++ === 0);
       if (admission === "no") {
         // Received in full but arriving after the server began to stop: say so, do not drop it.
         this.#length = 0;

@@ -41,6 +41,8 @@ import {
   WorkerStuckError,
 } from "../pool/mod.ts";
 import { Connection } from "./connection.ts";
+import type { SecureContext } from "node:tls";
+import { type Acceptor, type ByteStream, KeyPairError, TlsAcceptor, tlsContext } from "./tls.ts";
 import type { Admission, ConnectionRules, Reply, RequestLogEntry } from "./connection_state.ts";
 import proxyaddr from "npm:proxy-addr@2.0.7";
 import { PieceQueue } from "./piece_queue.ts";
@@ -122,6 +124,8 @@ export interface Server {
 // replacement worker needs a moment to start, and a short handler timeout should not turn that
 // moment into 503s.
 const MIN_QUEUE_WAIT_MS = 10_000;
+// How long a connection refused for --max-connections has to take its 503 before it is closed.
+const REFUSE_WRITE_MS = 1000;
 // After a failed accept (out of file descriptors, say), wait before the next try.
 const ACCEPT_RETRY_MS = 50;
 // How often connections are checked against their deadlines: timeouts are in
@@ -248,14 +252,19 @@ export async function startServer(
       EXIT_USAGE,
     );
   }
-  let listener: Deno.Listener<Deno.Conn, Deno.NetAddr>;
+  let context: SecureContext | undefined;
+  try {
+    context = tls && tlsContext(tls);
+  } catch (error) {
+    if (!(error instanceof KeyPairError)) throw error;
+    throw new StartError(`Invalid --cert/--key: cannot use them for TLS: ${error.message}`, EXIT_USAGE);
+  }
+  let listener: Acceptor;
   try {
     // Only asked for when wanted: Deno allows the option only with --unstable-net.
     const address = { hostname: options.host, port: options.port, ...(options.reusePort && { reusePort: true }) };
-    listener = tls
-      // ALPN says HTTP/1.1, so a client that would prefer HTTP/2 knows what it gets.
-      ? Deno.listenTls({ ...address, ...tls, alpnProtocols: ["http/1.1"] })
-      : Deno.listen(address);
+    const tcp = Deno.listen(address);
+    listener = context ? new TlsAcceptor(tcp, context) : tcp;
   } catch (error) {
     const where = `${options.host}:${options.port}`;
     if (error instanceof Deno.errors.AddrInUse) {
@@ -266,10 +275,6 @@ export async function startServer(
     }
     if (error instanceof Deno.errors.AddrNotAvailable) {
       throw new StartError(`Cannot listen on ${where}: address not available on this machine`);
-    }
-    if (tls) {
-      // Not the address: the certificate and key did not make a TLS configuration.
-      throw new StartError(`Invalid --cert/--key: cannot use them for TLS (${(error as Error).message})`, EXIT_USAGE);
     }
     throw new StartError(`Cannot listen on ${where}: ${(error as Error).message}`);
   }
@@ -373,10 +378,11 @@ export async function startServer(
 
   const host = {
     limits,
-    admit(): Admission {
-      if (stopping) return "no";
+    admit(first: boolean): Admission {
       // The shutdown starts in a microtask; another connection may ask before it does.
       if (options.maxRequests !== undefined && admitted >= options.maxRequests) return "no";
+      // A connection accepted before the listener closed gets its first request served.
+      if (stopping) return first ? "last" : "no";
       admitted++;
       if (options.maxRequests !== undefined && admitted >= options.maxRequests) {
         // Start the shutdown once the caller has registered this last request; at once, as the
@@ -460,14 +466,20 @@ export async function startServer(
   }
 
   const busy = errorResult(503, [RETRY_AFTER]).bytes;
-  function refuse(conn: Deno.Conn): void {
-    // Best effort and never awaited: the accept loop must not wait on a client.
-    conn.write(busy).catch(() => {}).finally(() => {
+  function refuse(conn: ByteStream): void {
+    const close = () => {
       try {
         conn.close();
       } catch {
         // already closed
       }
+    };
+    // Best effort and never awaited: the accept loop must not wait on a client, and a client that
+    // takes nothing (or never finishes its TLS handshake) is closed all the same.
+    const timer = setTimeout(close, REFUSE_WRITE_MS);
+    conn.write(busy).catch(() => {}).finally(() => {
+      clearTimeout(timer);
+      close();
     });
   }
 
@@ -478,7 +490,7 @@ export async function startServer(
 
   async function acceptLoop(): Promise<void> {
     while (!stopping) {
-      let conn: Deno.Conn;
+      let conn: ByteStream;
       try {
         conn = await listener.accept();
       } catch (error) {

@@ -23,6 +23,8 @@ const decoder = new TextDecoder();
 class Harness {
   now = 1_000;
   admission: Admission = "yes";
+  /** The `first` flag of each admit call. */
+  readonly firsts: boolean[] = [];
   accepting = true;
   readonly state: ConnectionState;
   readonly actions: Action[] = [];
@@ -32,7 +34,10 @@ class Harness {
       limits,
       secure,
       timeouts: TIMEOUTS,
-      admit: () => this.admission,
+      admit: (first) => {
+        this.firsts.push(first);
+        return this.admission;
+      },
       accepting: () => this.accepting,
       logsRequests: true,
       now: () => this.now,
@@ -421,6 +426,18 @@ Deno.test(`draining: an idle connection closes after ${DRAIN_GRACE_MS} ms; a req
   arriving.admission = "no";
   arriving.receive(get("/on-its-way"));
   assert.deepEqual(arriving.sends().map(statusOf), [200, 503]);
+});
+
+Deno.test("admit() is told which request is the connection's first, pipelined or not", () => {
+  const h = new Harness();
+  h.receive(get("/a") + get("/b"));
+  h.serveAll();
+  h.receive(get("/c"));
+  assert.deepEqual(h.firsts, [true, false, false]);
+  // A request refused for its size is answered without asking.
+  const refused = new Harness({ ...DEFAULT_LIMITS, maxRequestLine: 20 });
+  refused.receive(get("/a-target-longer-than-the-limit"));
+  assert.deepEqual(refused.firsts, []);
 });
 
 Deno.test(`after the last request, the client's leaving is watched for once the answer takes ${WATCH_AFTER_MS} ms`, () => {

@@ -95,6 +95,25 @@ Deno.test("a request that arrives after shutdown began gets 503 and a close, not
   assert.equal((await server.exited()).code, 0);
 });
 
+Deno.test("a connection accepted before SIGTERM gets its first request served, with a close, even after the listener closed", async () => {
+  await using server = await startServer(["--workers", "1"]);
+  const sleeping = request(server.port, get("/sleep")); // keeps the server up through the drain
+  const fresh = await connect(server.port);
+  await delay(300);
+  server.kill("SIGTERM");
+  await server.waitForLine(/shutting down gracefully/);
+  // Within the drain's grace (500 ms for an idle connection): the request its client sent
+  // before it could know is served, not refused with 503.
+  await send(fresh.conn, get("/"));
+  const answer = await fresh.reader.read();
+  assert.equal(answer?.status, 200);
+  assert.equal(answer?.headers.get("connection"), "close");
+  assert.ok(await fresh.reader.waitClosed());
+  fresh.conn.close();
+  assert.equal((await sleeping).status, 200);
+  assert.equal((await server.exited()).code, 0);
+});
+
 Deno.test("a client that never reads its responses cannot hold up a graceful shutdown", async () => {
   await using server = await startServer(["--workers", "2", "--quiet", "--body-timeout", "1"]);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });

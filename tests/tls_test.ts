@@ -152,6 +152,46 @@ Deno.test("over TLS: plain HTTP and a client that distrusts the certificate are 
   assert.deepEqual(server.errors, [], "the server wrote to stderr");
 });
 
+/** Milliseconds until the server closes `conn` (its read ends), or `undefined` if it is open after `limitMs`. */
+async function closedAfter(conn: Deno.Conn, limitMs: number): Promise<number | undefined> {
+  const start = performance.now();
+  const timer = setTimeout(() => conn.close(), limitMs);
+  try {
+    for (;;) {
+      if (await conn.read(new Uint8Array(1024)) === null) return performance.now() - start;
+    }
+  } catch {
+    return undefined; // closed by this side at the limit
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("the TLS handshake counts against --header-timeout: silent and stalled handshakes are closed", async () => {
+  await using server = await startTls(["--workers", "1", "--header-timeout", "1"]);
+  // Connected, and not a byte sent: open well inside the timeout, closed soon after it (the
+  // deadline sweep runs every 250 ms).
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  assert.equal(await closedAfter(silent, 700), undefined, "closed inside the header timeout");
+  const late = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  const silentMs = await closedAfter(late, 5000);
+  assert.ok(silentMs !== undefined && silentMs >= 900, `a silent client closed after ${silentMs} ms`);
+  // The first five bytes of a ClientHello, then nothing.
+  const stalled = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await stalled.write(new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00]));
+  const stalledMs = await closedAfter(stalled, 5000);
+  assert.ok(stalledMs !== undefined && stalledMs >= 900, `a stalled handshake closed after ${stalledMs} ms`);
+  // A client that completes its handshake and sends its request in time is served.
+  const { conn, reader } = await connectTls(server.port);
+  try {
+    await send(conn, get("/"));
+    assert.equal((await reader.read())?.status, 200);
+  } finally {
+    conn.close();
+  }
+  assert.deepEqual(server.errors, [], "the server wrote to stderr");
+});
+
 Deno.test("a certificate for another host is the client's problem: its handshake fails, the server lives on", async () => {
   await using server = await startTls(["--workers", "1"], OTHER);
   for (let i = 0; i < 3; i++) {
