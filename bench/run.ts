@@ -1,15 +1,18 @@
 /**
  * `deno task bench`: this server against `Deno.serve` in one isolate and
- * `deno serve --parallel`, on loopback, driven by `wrk`, in two scenarios.
+ * `deno serve --parallel`, on loopback, driven by `wrk`, in three scenarios.
  * The sync one serves `bench/app.ts`; the async one serves
- * `bench/async_app.ts` (awaited timers, CPU beside them, event streams).
+ * `bench/async_app.ts` (awaited timers, CPU beside them, event streams); the
+ * TLS one compares this server's built-in routes over HTTPS with `Deno.serve`
+ * over HTTPS, with a key pair `openssl` makes for the run (skipped, with the
+ * reason, without `openssl`).
  * Prints a table for each, and writes them as JSON and Markdown, with an SVG
  * bar chart of the sync one, under `bench/out/` (untracked), or under the
- * committed `bench/results/` with `BENCH_UPDATE=1`. `BENCH_ONLY=sync` or
- * `BENCH_ONLY=async` runs one scenario; `BENCH_SHORT=1` makes each run
- * shorter (a quick look, noisier); `BENCH_WEBSERVER_FLAGS` adds flags to
- * this server's command line in the async one. A tool, not a test: it
- * asserts nothing.
+ * committed `bench/results/` with `BENCH_UPDATE=1`. `BENCH_ONLY=sync`,
+ * `BENCH_ONLY=async` or `BENCH_ONLY=tls` runs one scenario; `BENCH_SHORT=1`
+ * makes each run shorter (a quick look, noisier); `BENCH_WEBSERVER_FLAGS`
+ * adds flags to this server's command line in the async one. A tool, not a
+ * test: it asserts nothing.
  *
  * @module
  */
@@ -18,10 +21,12 @@ import { fileURLToPath } from "node:url";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 // The committed figures are replaced only on request; a run otherwise leaves them as they are.
 const RESULTS = `${ROOT}bench/${Deno.env.get("BENCH_UPDATE") === "1" ? "results" : "out"}`;
+// Where the TLS scenario makes its key pair, in a folder it removes: untracked, and already writable by the task.
+const SCRATCH = `${ROOT}bench/out`;
 const WORKERS = 2;
 // A short run: about a third of the time, for a quick look while working.
 const SHORT = Deno.env.get("BENCH_SHORT") === "1";
-// Each wrk run; long enough to settle, short enough for the whole bench to take about four minutes.
+// Each wrk run; long enough to settle, short enough for the whole bench to take about four and a half minutes.
 const RUN_SECONDS = SHORT ? 2 : 5;
 const MIXED_SECONDS = SHORT ? 4 : 10;
 // In the mixed run, when the /sleep loop starts: once wrk's clients have connected.
@@ -58,10 +63,12 @@ interface ServerSpec {
   cpu?: false;
 }
 
-// This server, quiet, with its default worker count unless the flags say otherwise.
+// This server, quiet, with its default worker count unless the flags say otherwise. Deno's flags as
+// the start task has them (--unstable-net, so BENCH_WEBSERVER_FLAGS may hold --reuse-port).
 function webserverCommand(...flags: string[]): string[] {
   return [
     "run",
+    "--unstable-net",
     "--allow-net",
     "--allow-read",
     "--allow-env",
@@ -149,12 +156,13 @@ async function rssMb(pid: number): Promise<number> {
   return Math.round(kb / 1024);
 }
 
-async function waitUntilServing(url: string): Promise<void> {
+// `client`: for https, one that trusts the run's certificate.
+async function waitUntilServing(url: string, client?: Deno.HttpClient): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     try {
       // A server that accepts but never answers must not hold this past the deadline.
-      const response = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) });
+      const response = await fetch(url, { client, signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) });
       await response.body?.cancel();
       if (response.ok) return;
     } catch {
@@ -451,6 +459,124 @@ async function measureAsync(spec: ServerSpec): Promise<AsyncRow> {
   }
 }
 
+interface TlsRow {
+  server: string;
+  keepAliveRps: number;
+  closeRps: number;
+  /** Socket errors, timeouts and non-2xx answers of both runs: failed handshakes would flatter req/s. */
+  errors: number;
+}
+
+interface KeyPair {
+  certFile: string;
+  keyFile: string;
+  /** The certificate itself, which the bench's own requests trust. */
+  cert: string;
+}
+
+// A P-256 key and a self-signed certificate for 127.0.0.1, valid for two days, made in `dir`.
+// Returns why they could not be made instead when openssl is missing or fails.
+async function makeKeyPair(dir: string): Promise<KeyPair | string> {
+  const certFile = `${dir}/cert.pem`;
+  const keyFile = `${dir}/key.pem`;
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        // Not a CA (req -x509 makes one by default), or fetch refuses it as a server's certificate.
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-keyout",
+        keyFile,
+        "-out",
+        certFile,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return "openssl is not installed (on Debian or Ubuntu: apt-get update && apt-get install -y openssl)";
+    }
+    throw error;
+  }
+  if (!output.success) {
+    const said = new TextDecoder().decode(output.stderr).trim().split("\n").at(-1);
+    return `openssl could not make a key pair (exit ${output.code}${said ? `: ${said}` : ""})`;
+  }
+  return { certFile, keyFile, cert: await Deno.readTextFile(certFile) };
+}
+
+// Deno.serve with the certificate and key files given as its first two arguments, on bench/app.ts as
+// the sync scenario's Deno.serve (`deno serve` has no TLS options). start() appends `--port N`.
+function denoServeTlsProgram(): string {
+  return `import app from ${JSON.stringify(new URL("app.ts", import.meta.url).href)};
+const [cert, key] = Deno.args;
+Deno.serve({
+  hostname: "127.0.0.1",
+  port: Number(Deno.args.at(-1)),
+  cert: Deno.readTextFileSync(cert),
+  key: Deno.readTextFileSync(key),
+  onListen() {},
+}, app.fetch);
+`;
+}
+
+// The TLS scenario's servers: this server on its built-in routes, as in the sync scenario, and
+// Deno.serve, both with the run's key pair. The program of the second goes beside the key pair.
+async function tlsServers(dir: string, pair: KeyPair): Promise<ServerSpec[]> {
+  const program = `${dir}/deno_serve_tls.ts`;
+  await Deno.writeTextFile(program, denoServeTlsProgram());
+  return [
+    {
+      name: "webserver (built-in routes, --cert/--key)",
+      args: webserverArgs(WORKERS, "--cert", pair.certFile, "--key", pair.keyFile),
+    },
+    {
+      name: "Deno.serve (1 isolate, cert/key)",
+      args: ["run", "--allow-net=127.0.0.1", "--allow-read", program, pair.certFile, pair.keyFile],
+    },
+  ];
+}
+
+async function measureTls(spec: ServerSpec, pair: KeyPair): Promise<TlsRow> {
+  const { child, port } = start(spec);
+  const url = `https://127.0.0.1:${port}/`;
+  // wrk checks no certificate; fetch does, so the readiness check trusts this one.
+  const client = Deno.createHttpClient({ caCerts: [pair.cert] });
+  try {
+    await waitUntilServing(url, client);
+    await wrk(url, 50, 2); // warm-up
+    const keepAlive = await wrk(url, 50, RUN_SECONDS);
+    // wrk reconnects after every answer and resumes the TLS session of the connection before, as
+    // browsers do: a full handshake for each of the 50 first connections, a resumed one for the rest.
+    const close = await wrk(url, 50, RUN_SECONDS, ["-H", "Connection: close"]);
+    return {
+      server: spec.name,
+      keepAliveRps: Math.round(keepAlive.rps),
+      closeRps: Math.round(close.rps),
+      errors: keepAlive.errors + keepAlive.non2xx + close.errors + close.non2xx,
+    };
+  } finally {
+    client.close();
+    child.kill("SIGKILL");
+    await child.status;
+  }
+}
+
 function ratio(value: number, base: number): string {
   return base > 0 ? `${(value / base).toFixed(2)}×` : "–";
 }
@@ -514,6 +640,20 @@ function asyncTable(rows: AsyncRow[]): string {
   return lines.join("\n");
 }
 
+function tlsTable(rows: TlsRow[]): string {
+  const base = baseline(rows);
+  const lines = [
+    "| Server | keep-alive `GET /` req/s | `Connection: close` req/s (resumed handshake each) | errors |",
+    "| --- | --- | --- | --- |",
+  ];
+  const versus = (row: TlsRow, key: "keepAliveRps" | "closeRps") =>
+    row === base ? `${row[key]}` : `${row[key]} (${ratio(row[key], base[key])})`;
+  for (const row of rows) {
+    lines.push(`| ${row.server} | ${versus(row, "keepAliveRps")} | ${versus(row, "closeRps")} | ${row.errors} |`);
+  }
+  return lines.join("\n");
+}
+
 function svg(rows: Row[]): string {
   const metrics: Array<[keyof Row, string]> = [["keepAliveRps", "keep-alive"], ["closeRps", "close"], [
     "cpuRps",
@@ -567,10 +707,11 @@ async function main(): Promise<number> {
     return 1;
   }
   const only = Deno.env.get("BENCH_ONLY");
-  if (only !== undefined && only !== "sync" && only !== "async") {
-    console.error(`bench: BENCH_ONLY is "${only}"; it takes sync or async`);
+  if (only !== undefined && only !== "sync" && only !== "async" && only !== "tls") {
+    console.error(`bench: BENCH_ONLY is "${only}"; it takes sync, async or tls`);
     return 2;
   }
+  const runs = (scenario: string) => only === undefined || only === scenario;
   const webserverFlags = (Deno.env.get("BENCH_WEBSERVER_FLAGS") ?? "").split(/\s+/).filter((flag) => flag !== "");
   const machine =
     `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`;
@@ -578,7 +719,7 @@ async function main(): Promise<number> {
   const parts: string[] = [];
   const results: Record<string, unknown> = { date, machine };
   const rows: Row[] = [];
-  if (only !== "async") {
+  if (runs("sync")) {
     for (const spec of SERVERS) {
       console.error(`Measuring ${spec.name} ...`);
       rows.push(await measure(spec));
@@ -591,7 +732,7 @@ async function main(): Promise<number> {
     );
     Object.assign(results, { workers: WORKERS, rows, idleRssFourWorkersMb: idle4 });
   }
-  if (only !== "sync") {
+  if (runs("async")) {
     const asyncRows: AsyncRow[] = [];
     for (const spec of asyncServers(webserverFlags)) {
       console.error(`Measuring ${spec.name} (async) ...`);
@@ -607,6 +748,38 @@ async function main(): Promise<number> {
         `the last stream ended; ratios against Deno.serve in the same run.\n\n${asyncTable(asyncRows)}`,
     );
     results.async = asyncRows;
+  }
+  if (runs("tls")) {
+    await Deno.mkdir(SCRATCH, { recursive: true });
+    const dir = await Deno.makeTempDir({ dir: SCRATCH, prefix: "tls-" });
+    try {
+      const pair = await makeKeyPair(dir);
+      if (typeof pair === "string") {
+        console.error(`bench: skipping the TLS scenario: ${pair}`);
+        // Alone, it leaves the figures of the last run as they are.
+        if (only === "tls") return 1;
+        parts.push(`TLS scenario skipped: ${pair}.`);
+        results.tls = { skipped: pair };
+      } else {
+        const tlsRows: TlsRow[] = [];
+        for (const spec of await tlsServers(dir, pair)) {
+          console.error(`Measuring ${spec.name} (TLS) ...`);
+          tlsRows.push(await measureTls(spec, pair));
+        }
+        parts.push(
+          `${only === "tls" ? `Measured ${date} on ${machine}. ` : ""}TLS scenario: HTTPS with a P-256 key and a ` +
+            `self-signed certificate made by openssl for the run; webserver on its built-in routes with ${WORKERS} ` +
+            `workers and \`--cert\`/\`--key\`, \`Deno.serve\` on \`bench/app.ts\` with the same pair (its \`cert\` ` +
+            `and \`key\` options); wrk -t1, 50 connections, ${RUN_SECONDS} s runs; \`Connection: close\` makes a TLS ` +
+            `handshake per request, which wrk resumes from its previous connection's session (full handshakes only ` +
+            `for the first 50); errors: socket errors, timeouts and non-2xx answers of both runs; ratios against ` +
+            `Deno.serve in the same run.\n\n${tlsTable(tlsRows)}`,
+        );
+        results.tls = tlsRows;
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   }
   const markdown = parts.join("\n\n");
   await Deno.mkdir(RESULTS, { recursive: true });
