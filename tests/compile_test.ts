@@ -75,6 +75,50 @@ Deno.test({
   },
 });
 
+/** A self-signed certificate for 127.0.0.1 and its key, made with openssl in `dir`. */
+async function selfSigned(dir: string): Promise<{ cert: string; key: string; pem: string }> {
+  const cert = `${dir}/cert.pem`, key = `${dir}/key.pem`;
+  const { success, stderr } = await new Deno.Command("openssl", {
+    args: [
+      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"],
+      ...["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+      ...["-addext", "basicConstraints=critical,CA:FALSE", "-keyout", key, "-out", cert],
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.ok(success, new TextDecoder().decode(stderr));
+  return { cert, key, pem: await Deno.readTextFile(cert) };
+}
+
+Deno.test({
+  name: "the compiled ./webserver serves HTTPS, and two of them share a port with --reuse-port",
+  ignore: "skip" in built,
+  async fn() {
+    if ("skip" in built) return;
+    const dir = await Deno.makeTempDir({ prefix: "webserver-compile-tls-" });
+    try {
+      const pair = await selfSigned(dir);
+      const tls = ["--workers", "1", "--cert", pair.cert, "--key", pair.key, "--reuse-port"];
+      await using first = await runElsewhere(built.binary, tls);
+      assert.match(first.lines.find((line) => line.startsWith("Listening on"))!, /^Listening on https:\/\//);
+      await using second = await runElsewhere(built.binary, [...tls, "--port", String(first.port)]);
+      assert.equal(second.port, first.port);
+      const conn = await Deno.connectTls({ hostname: "127.0.0.1", port: first.port, caCerts: [pair.pem] });
+      const reader = new ResponseReader(conn);
+      await send(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+      assertHello((await reader.read())?.text);
+      conn.close();
+      for (const server of [first, second]) {
+        server.kill("SIGTERM");
+        assert.equal((await server.exited()).code, 0, server.output());
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 // `APP=… deno task compile:app`: the app inside the binary, and `--app` baked in.
 const APP = "tests/fixtures/apps/echo.ts";
 const builtWithApp = "skip" in built ? built : await build("compile:app", APP);

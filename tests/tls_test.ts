@@ -19,7 +19,7 @@ async function openssl(...args: string[]): Promise<void> {
  * A certificate for `names` (subjectAltName entries) signed by a throwaway CA, and its key, as PEM
  * files; `pem` is the CA's certificate, which a client trusts.
  */
-async function keyPair(name: string, names: string): Promise<{ cert: string; key: string; pem: string }> {
+async function keyPair(name: string, names: string, days = "2"): Promise<{ cert: string; key: string; pem: string }> {
   const file = (what: string) => join(DIR, `${name}.${what}.pem`);
   await openssl(
     "req",
@@ -62,7 +62,7 @@ async function keyPair(name: string, names: string): Promise<{ cert: string; key
     "-out",
     file("cert"),
     "-days",
-    "2",
+    days,
     "-extfile",
     file("ext"),
   );
@@ -71,6 +71,8 @@ async function keyPair(name: string, names: string): Promise<{ cert: string; key
 
 const LOCAL = await keyPair("local", "DNS:localhost,IP:127.0.0.1");
 const OTHER = await keyPair("other", "DNS:other.example");
+// Valid until a day before it was made: expired from the start.
+const EXPIRED = await keyPair("expired", "DNS:localhost,IP:127.0.0.1", "-1");
 const ROOT = join(DIR, "site");
 await writeFiles(ROOT, { "data.txt": "0123456789" });
 
@@ -192,11 +194,16 @@ Deno.test("the TLS handshake counts against --header-timeout: silent and stalled
   assert.deepEqual(server.errors, [], "the server wrote to stderr");
 });
 
-Deno.test("a certificate for another host is the client's problem: its handshake fails, the server lives on", async () => {
+Deno.test("a certificate for another host or an expired one is the client's problem: its handshake fails, the server lives on", async () => {
   await using server = await startTls(["--workers", "1"], OTHER);
   for (let i = 0; i < 3; i++) {
     await assertHandshakeFails(server.port, [OTHER.pem]);
   }
+  await using expired = await startTls(["--workers", "1"], EXPIRED);
+  for (let i = 0; i < 3; i++) {
+    await assertHandshakeFails(expired.port, [EXPIRED.pem]);
+  }
+  assert.deepEqual(expired.errors, [], "the server with the expired certificate wrote to stderr");
   const exited = await Promise.race([server.status.then(() => true), new Promise((r) => setTimeout(r, 200, false))]);
   assert.equal(exited, false, "the server exited");
   assert.deepEqual(server.errors, [], "the server wrote to stderr");
