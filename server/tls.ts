@@ -129,29 +129,35 @@ export class TlsAcceptor implements Acceptor {
   }
 }
 
-// The TCP connection as the stream node:tls reads ciphertext from and writes it to.
-function ciphertext(tcp: Deno.TcpConn): Duplex {
+// The TCP connection as the stream node:tls reads ciphertext from and writes it to. node:tls asks
+// for more ciphertext however much plaintext is already waiting to be read, so reading from TCP is
+// parked while `full()` says so, and `resume()` goes on once the reader has taken some: the client
+// is held off by TCP's own flow control, as over plain TCP, instead of filling memory.
+function ciphertext(tcp: Deno.TcpConn, full: () => boolean): { stream: Duplex; resume(): void } {
   // One buffer for every read; what was read is copied out, as node:tls may keep it.
   const buffer = new Uint8Array(TCP_READ_SIZE);
-  return new Duplex({
-    read() {
-      tcp.read(buffer).then(
-        (n) => this.push(n === null ? null : buffer.slice(0, n)),
-        (error) => this.destroy(error),
-      );
-    },
+  let parked = false;
+  const pull = () => {
+    if (full()) {
+      parked = true;
+      return;
+    }
+    parked = false;
+    tcp.read(buffer).then(
+      (n) => stream.push(n === null ? null : buffer.slice(0, n)),
+      (error) => stream.destroy(error),
+    );
+  };
+  const stream = new Duplex({
+    read: pull,
     write(chunk: Uint8Array, _encoding, done) {
       (async () => {
         for (let offset = 0; offset < chunk.length;) offset += await tcp.write(chunk.subarray(offset));
       })().then(() => done(), done);
     },
     final(done) {
-      try {
-        tcp.closeWrite();
-      } catch {
-        // already closed
-      }
-      done();
+      // Rejects (never throws) once the socket is closed.
+      tcp.closeWrite().then(() => done(), () => done());
     },
     destroy(error, done) {
       try {
@@ -162,6 +168,7 @@ function ciphertext(tcp: Deno.TcpConn): Duplex {
       done(error);
     },
   });
+  return { stream, resume: () => parked && pull() };
 }
 
 // One TLS connection, read and written as a ByteStream.
@@ -176,11 +183,17 @@ class TlsStream implements ByteStream {
   #error: Error | undefined;
   #wake: (() => void) | undefined;
   readonly #writes = new Set<(error: Error) => void>();
+  readonly #resume: () => void;
 
   constructor(tcp: Deno.TcpConn, context: SecureContext) {
     this.remoteAddr = tcp.remoteAddr;
     this.#tcp = tcp;
-    const socket = this.#socket = new TLSSocket(ciphertext(tcp), {
+    // Full once node:tls holds as much plaintext as its stream wants (none before it exists).
+    let socket: TLSSocket | undefined;
+    const full = () => socket !== undefined && socket.readableLength >= socket.readableHighWaterMark;
+    const { stream, resume } = ciphertext(tcp, full);
+    this.#resume = resume;
+    socket = this.#socket = new TLSSocket(stream, {
       isServer: true,
       secureContext: context,
       ALPNProtocols: ALPN,
@@ -221,6 +234,8 @@ class TlsStream implements ByteStream {
       const chunk = this.#socket.read() as Uint8Array | null;
       if (chunk !== null) {
         this.#pending = chunk;
+        // Taken: room for more ciphertext.
+        this.#resume();
         continue;
       }
       if (this.#ended) return null;

@@ -154,16 +154,25 @@ Deno.test("over TLS: plain HTTP and a client that distrusts the certificate are 
   assert.deepEqual(server.errors, [], "the server wrote to stderr");
 });
 
-/** Milliseconds until the server closes `conn` (its read ends), or `undefined` if it is open after `limitMs`. */
+/**
+ * Milliseconds until the server closes or resets `conn`, or `undefined` if it is still open after
+ * `limitMs` (this side then closes it).
+ */
 async function closedAfter(conn: Deno.Conn, limitMs: number): Promise<number | undefined> {
   const start = performance.now();
-  const timer = setTimeout(() => conn.close(), limitMs);
+  let gaveUp = false;
+  const timer = setTimeout(() => {
+    gaveUp = true;
+    conn.close();
+  }, limitMs);
   try {
     for (;;) {
       if (await conn.read(new Uint8Array(1024)) === null) return performance.now() - start;
     }
-  } catch {
-    return undefined; // closed by this side at the limit
+  } catch (error) {
+    if (gaveUp) return undefined;
+    if (error instanceof Deno.errors.ConnectionReset) return performance.now() - start;
+    throw error;
   } finally {
     clearTimeout(timer);
   }
@@ -192,6 +201,36 @@ Deno.test("the TLS handshake counts against --header-timeout: silent and stalled
     conn.close();
   }
   assert.deepEqual(server.errors, [], "the server wrote to stderr");
+});
+
+Deno.test("over TLS a client that pipelines without reading is held off, as over TCP, not buffered in memory", async () => {
+  await using server = await startTls(["--workers", "1"]);
+  const { conn } = await connectTls(server.port);
+  // 64 KiB of pipelined requests at a time, until a write stalls for a second or 64 MiB went in.
+  const chunk = new TextEncoder().encode(get("/nonexistent").repeat(Math.ceil(65536 / get("/nonexistent").length)));
+  const LIMIT = 64 * 1024 * 1024;
+  let sent = 0;
+  try {
+    while (sent < LIMIT) {
+      const wrote = await Promise.race([
+        conn.write(chunk.subarray(sent % chunk.length)),
+        new Promise<null>((resolve) => setTimeout(resolve, 1000, null)),
+      ]);
+      if (wrote === null) break;
+      sent += wrote;
+    }
+  } finally {
+    conn.close();
+  }
+  // Loopback's socket buffers take a few MiB; everything past them would be the server's memory.
+  assert.ok(sent < 32 * 1024 * 1024, `the client got ${(sent / 1048576).toFixed(1)} MiB in before being held off`);
+  const { conn: other, reader } = await connectTls(server.port);
+  try {
+    await send(other, get("/"));
+    assert.equal((await reader.read())?.status, 200, "another client is served");
+  } finally {
+    other.close();
+  }
 });
 
 Deno.test("a certificate for another host or an expired one is the client's problem: its handshake fails, the server lives on", async () => {
