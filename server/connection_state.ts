@@ -36,8 +36,9 @@ export const MAX_PIPELINED = 16;
  */
 export const MAX_READ_AHEAD = 64 * 1024;
 /**
- * Once the server drains, an idle keep-alive connection stays open this long, so that a request
- * already on its way (sent before the client could know) gets 503 instead of a bare close.
+ * Once the server drains, an idle connection stays open this long, so that a request already on
+ * its way (sent before the client could know) gets an answer instead of a bare close: served if
+ * it is the connection's first, 503 otherwise.
  */
 export const DRAIN_GRACE_MS = 500;
 /**
@@ -125,8 +126,9 @@ export interface ConnectionRules {
   readonly secure?: boolean;
   /**
    * Asks to start one more request; `first` when it is the connection's first. Once the server
-   * stops, a first request is still taken (as the last): its connection was accepted before the
-   * listener closed, so the client had no way to know.
+   * stops on a signal, a first request is still taken (as the last): its connection was accepted
+   * before the listener closed, so the client had no way to know. (`--max-requests` is never
+   * exceeded, first request or not.)
    */
   admit(first: boolean): Admission;
   /** Whether the server still takes requests (false once shutting down): a body is invited only then. */

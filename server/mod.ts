@@ -126,6 +126,8 @@ export interface Server {
 const MIN_QUEUE_WAIT_MS = 10_000;
 // How long a connection refused for --max-connections has to take its 503 before it is closed.
 const REFUSE_WRITE_MS = 1000;
+// What accept() throws for a connection its client reset before it was taken (Deno: NotConnected).
+const CLIENT_GONE_ON_ACCEPT = [Deno.errors.NotConnected, Deno.errors.ConnectionAborted, Deno.errors.ConnectionReset];
 // After a failed accept (out of file descriptors, say), wait before the next try.
 const ACCEPT_RETRY_MS = 50;
 // How often connections are checked against their deadlines: timeouts are in
@@ -379,11 +381,13 @@ export async function startServer(
   const host = {
     limits,
     admit(first: boolean): Admission {
-      // The shutdown starts in a microtask; another connection may ask before it does.
+      // Never past --max-requests. (Its shutdown starts in a microtask; another connection may ask first.)
       if (options.maxRequests !== undefined && admitted >= options.maxRequests) return "no";
-      // A connection accepted before the listener closed gets its first request served.
-      if (stopping) return first ? "last" : "no";
+      // Stopping on a signal: a connection accepted before the listener closed gets its first
+      // request served, as the last; any other request gets 503.
+      if (stopping && !first) return "no";
       admitted++;
+      if (stopping) return "last";
       if (options.maxRequests !== undefined && admitted >= options.maxRequests) {
         // Start the shutdown once the caller has registered this last request; at once, as the
         // last response already says Connection: close.
@@ -495,6 +499,8 @@ export async function startServer(
         conn = await listener.accept();
       } catch (error) {
         if (stopping) break;
+        // A client that gave up (reset) before its connection was accepted: nothing is wrong here.
+        if (CLIENT_GONE_ON_ACCEPT.some((kind) => error instanceof kind)) continue;
         logError(`Cannot accept a connection: ${describe(error)}`);
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;

@@ -114,6 +114,18 @@ Deno.test("a connection accepted before SIGTERM gets its first request served, w
   assert.equal((await server.exited()).code, 0);
 });
 
+Deno.test("--max-requests is never exceeded: a connection's first request past it gets 503", async () => {
+  await using server = await startServer(["--workers", "1", "--max-requests", "1"]);
+  const waiting = await connect(server.port); // accepted before the last request
+  assert.equal((await request(server.port, get("/"))).status, 200);
+  await send(waiting.conn, get("/"));
+  const late = await waiting.reader.read();
+  assert.equal(late?.status, 503);
+  waiting.conn.close();
+  assert.equal((await server.exited()).code, 0, server.output());
+  assert.equal(server.lines.filter((l) => /^GET \/ 200/.test(l)).length, 1);
+});
+
 Deno.test("a client that never reads its responses cannot hold up a graceful shutdown", async () => {
   await using server = await startServer(["--workers", "2", "--quiet", "--body-timeout", "1"]);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });

@@ -1,6 +1,7 @@
 // End to end: clients that send too slowly, or go quiet, are timed out by a real server process,
 // and the server keeps answering everyone else meanwhile.
 import assert from "node:assert/strict";
+import net from "node:net";
 import {
   connect,
   get,
@@ -135,4 +136,34 @@ Deno.test("a body that stops short of its Content-Length gets 408 after --body-t
   } finally {
     closeQuietly(conn);
   }
+});
+
+/** Opens a connection to `port` and resets it (RST) as soon as it is established. */
+function connectAndReset(port: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const socket = net.connect(port, "127.0.0.1", () => {
+      socket.resetAndDestroy();
+      resolve();
+    });
+    socket.on("error", () => resolve());
+  });
+}
+
+Deno.test("clients that reset before their connection is accepted cost the accept loop nothing", async () => {
+  await using server = await startServer(["--quiet", "--workers", "1"]);
+  // 400 resets back to back: at the 50 ms pause once taken after every failed accept, they would
+  // hold the accept loop for 20 s.
+  const resets = (async () => {
+    for (let i = 0; i < 400; i++) await connectAndReset(server.port);
+  })();
+  await delay(100);
+  const start = performance.now();
+  const answered = await request(server.port, get("/"));
+  const waited = performance.now() - start;
+  await resets;
+  assert.equal(answered.status, 200);
+  assert.ok(waited < 3000, `a request waited ${Math.round(waited)} ms behind the resets`);
+  // Nothing worth a log line happened.
+  assert.deepEqual(server.errors, []);
+  assert.equal((await request(server.port, get("/"))).status, 200);
 });
