@@ -189,11 +189,13 @@ class TlsStream implements ByteStream {
     this.remoteAddr = tcp.remoteAddr;
     this.#tcp = tcp;
     // Full once node:tls holds as much plaintext as its stream wants (none before it exists).
-    let socket: TLSSocket | undefined;
-    const full = () => socket !== undefined && socket.readableLength >= socket.readableHighWaterMark;
+    const full = () => {
+      const socket = this.#socket as TLSSocket | undefined;
+      return socket !== undefined && socket.readableLength >= socket.readableHighWaterMark;
+    };
     const { stream, resume } = ciphertext(tcp, full);
     this.#resume = resume;
-    socket = this.#socket = new TLSSocket(stream, {
+    const socket = this.#socket = new TLSSocket(stream, {
       isServer: true,
       secureContext: context,
       ALPNProtocols: ALPN,
