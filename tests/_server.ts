@@ -18,6 +18,22 @@ export async function taskArgs(name: string): Promise<string[]> {
   return words.slice(1);
 }
 
+/**
+ * The path of the executable `name` in PATH or in the sbin folders Debian puts servers in
+ * (`nginx`, `haproxy`), or `undefined` when it is not installed.
+ */
+export function findTool(name: string): string | undefined {
+  const folders = [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/sbin", "/sbin", "/usr/local/sbin"];
+  for (const folder of folders.filter(Boolean)) {
+    try {
+      if (Deno.statSync(`${folder}/${name}`).isFile) return `${folder}/${name}`;
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
+}
+
 /** `static/hello.html` as shipped; `/` answers it with its `<!--worker-->` replaced by the worker's id. */
 export const HELLO_FILE = await Deno.readTextFile(`${STATIC_ROOT}hello.html`);
 
@@ -72,6 +88,12 @@ export class ServerProcess implements AsyncDisposable {
     const line = await this.waitForLine(/^Listening on /);
     this.port = Number(line.match(/:(\d+)\//)![1]);
     return this.port;
+  }
+
+  /** Waits for the admin listener's start-up line (`--admin`) and returns its `http://host:port/`. */
+  async adminUrl(): Promise<string> {
+    const line = await this.waitForLine(/^Admin on /);
+    return line.match(/(http:\/\/\S+\/)/)![1];
   }
 
   /** Waits for a line on stdout or stderr matching `pattern`. */

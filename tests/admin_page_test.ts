@@ -15,7 +15,7 @@ Deno.test("the live page shows each worker, one busy during a /sleep and idle af
     assert.fail(`${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); .ci/run does`);
   }
   await using server = await startServer(["--quiet", "--workers", "3", "--admin", "0"]);
-  const admin = (await server.waitForLine(/^Admin on /)).match(/(http:\/\/\S+\/)/)![1];
+  const admin = await server.adminUrl();
   const screenshot = Deno.env.get("UPDATE_SCREENSHOT") === "1" ? [`${PROJECT_ROOT}docs/admin_page.png`] : [];
   const driver = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "tests/fixtures/page_driver.ts", admin, `http://127.0.0.1:${server.port}/`, ...screenshot],

@@ -2,7 +2,7 @@
 // Prometheus text format, the /stats the live page reads, /healthz through a drain, and its
 // start-up line and warning.
 import assert from "node:assert/strict";
-import { get, request, type ServerProcess, startServer } from "./_server.ts";
+import { get, request, startServer } from "./_server.ts";
 import { parsePrometheus, sampleValue } from "./_prometheus.ts";
 import { within } from "./_within.ts";
 
@@ -21,12 +21,6 @@ interface Stats {
 }
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** The admin listener's URL, from the server's start-up line. */
-async function adminUrl(server: ServerProcess): Promise<string> {
-  const line = await server.waitForLine(/^Admin on /);
-  return line.match(/(http:\/\/\S+\/)/)![1];
-}
 
 async function fetchText(url: string): Promise<{ status: number; text: string; type: string | null }> {
   const response = await within(5000, `GET ${url}`, fetch(url));
@@ -57,7 +51,7 @@ async function until(admin: string, what: string, check: (stats: Stats) => boole
 
 Deno.test("/metrics counts exactly what was served, in the Prometheus text format, and sees a /sleep busy", async () => {
   await using server = await startServer(["--quiet", "--workers", "2", "--admin", "0"]);
-  const admin = await adminUrl(server);
+  const admin = await server.adminUrl();
   for (let i = 0; i < 7; i++) assert.equal((await request(server.port, get("/"))).status, 200);
   for (let i = 0; i < 3; i++) assert.equal((await request(server.port, get("/nope"))).status, 404);
 
@@ -112,7 +106,7 @@ Deno.test("a worker that dies bumps webserver_worker_restarts_total and its work
     "--app",
     "tests/fixtures/apps/faults.ts",
   ]);
-  const admin = await adminUrl(server);
+  const admin = await server.adminUrl();
   assert.equal(sampleValue(await metrics(admin), "webserver_worker_restarts_total"), 0);
   assert.equal((await request(server.port, get("/exit-now"))).status, 500);
   const after = await until(admin, "a restart counted", (s) => s.workers.some((w) => w.restarts === 1));
@@ -123,7 +117,7 @@ Deno.test("a worker that dies bumps webserver_worker_restarts_total and its work
 
 Deno.test("/healthz says ok while serving and 503 draining from SIGTERM until the last /sleep ends", async () => {
   await using server = await startServer(["--quiet", "--workers", "2", "--admin", "0"]);
-  const admin = await adminUrl(server);
+  const admin = await server.adminUrl();
   assert.deepEqual(await fetchText(`${admin}healthz`), { status: 200, text: "ok\n", type: "text/plain;charset=UTF-8" });
   const sleeping = request(server.port, get("/sleep"));
   await until(admin, "the /sleep running", (s) => s.workers.some((w) => w.busy));
@@ -150,7 +144,7 @@ Deno.test("the admin listener says where it is, warns when it is not on loopback
   assert.ok(!plain.lines.some((line) => line.startsWith("Admin on")));
 
   await using exposed = await startServer(["--quiet", "--workers", "1", "--admin", "0.0.0.0:0"]);
-  const admin = await adminUrl(exposed);
+  const admin = await exposed.adminUrl();
   assert.match(admin, /^http:\/\/0\.0\.0\.0:\d+\/$/);
   const warning = await exposed.waitForLine(/warning: the admin listener/);
   assert.match(warning, /0\.0\.0\.0 is not a loopback address/);

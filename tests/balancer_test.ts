@@ -5,23 +5,10 @@
 // HAProxy, which polls /healthz and does not retry, none fails with --drain-delay longer than the
 // check interval, and some do without it: what --drain-delay is for.
 import assert from "node:assert/strict";
-import { PROJECT_ROOT, type ServerProcess, startServer } from "./_server.ts";
+import { findTool, PROJECT_ROOT, type ServerProcess, startServer } from "./_server.ts";
 import { within } from "./_within.ts";
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** The first of `names` found as an executable file in PATH or the sbin folders Debian puts servers in. */
-function findTool(name: string): string | undefined {
-  const folders = [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/sbin", "/sbin", "/usr/local/sbin"];
-  for (const folder of folders.filter(Boolean)) {
-    try {
-      if (Deno.statSync(`${folder}/${name}`).isFile) return `${folder}/${name}`;
-    } catch {
-      // not there
-    }
-  }
-  return undefined;
-}
 
 const NGINX = findTool("nginx");
 const HAPROXY = findTool("haproxy");

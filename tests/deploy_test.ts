@@ -1,21 +1,11 @@
 // The systemd unit in deploy/: systemd itself accepts it, and it keeps the server unprivileged and
 // its Deno permissions as compiled (the nginx and HAProxy files are run in balancer_test.ts).
 import assert from "node:assert/strict";
-import { PROJECT_ROOT } from "./_server.ts";
+import { findTool, PROJECT_ROOT } from "./_server.ts";
 
 const UNIT = await Deno.readTextFile(`${PROJECT_ROOT}deploy/webserver@.service`);
 
-function findSystemdAnalyze(): string | undefined {
-  for (const folder of (Deno.env.get("PATH") ?? "").split(":").concat("/usr/bin", "/bin")) {
-    try {
-      if (Deno.statSync(`${folder}/systemd-analyze`).isFile) return `${folder}/systemd-analyze`;
-    } catch {
-      // not there
-    }
-  }
-  return undefined;
-}
-const SYSTEMD_ANALYZE = findSystemdAnalyze();
+const SYSTEMD_ANALYZE = findTool("systemd-analyze");
 
 /** The unit's `Key=value` settings, every value of a key in order. */
 function settings(unit: string): Map<string, string[]> {

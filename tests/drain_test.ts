@@ -2,15 +2,10 @@
 // /healthz answers 503 while the server serves on, new connections included, for the delay; then
 // it stops accepting, closes idle keep-alive connections and exits.
 import assert from "node:assert/strict";
-import { connect, get, request, send, type ServerProcess, startServer } from "./_server.ts";
+import { connect, get, request, send, startServer } from "./_server.ts";
 import { within } from "./_within.ts";
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function adminUrl(server: ServerProcess): Promise<string> {
-  const line = await server.waitForLine(/^Admin on /);
-  return line.match(/(http:\/\/\S+\/)/)![1];
-}
 
 async function health(admin: string): Promise<number> {
   const response = await within(5000, "GET /healthz", fetch(`${admin}healthz`));
@@ -30,7 +25,7 @@ async function servesNewConnection(port: number): Promise<boolean> {
 
 Deno.test("--drain-delay 2: /healthz is 503 at once, new connections are served for the delay, then refused", async () => {
   await using server = await startServer(["--quiet", "--workers", "1", "--admin", "0", "--drain-delay", "2"]);
-  const admin = await adminUrl(server);
+  const admin = await server.adminUrl();
   assert.equal(await health(admin), 200);
   const kept = await connect(server.port);
   await send(kept.conn, get("/"));
@@ -62,7 +57,7 @@ Deno.test("--drain-delay 2: /healthz is 503 at once, new connections are served 
 
 Deno.test("without --drain-delay the listener closes at SIGTERM while a /sleep still finishes", async () => {
   await using server = await startServer(["--quiet", "--workers", "1", "--admin", "0"]);
-  const admin = await adminUrl(server);
+  const admin = await server.adminUrl();
   const sleeping = request(server.port, get("/sleep"));
   await delay(300);
   server.kill("SIGTERM");
