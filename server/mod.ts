@@ -139,8 +139,9 @@ function formatUrl(addr: Deno.NetAddr, scheme = "http"): string {
   return `${scheme}://${host}:${addr.port}/`;
 }
 
-// The certificate and key for TLS, read before anything listens; each problem is one line, exit 2.
-async function readTls(options: ServerOptions): Promise<{ cert: string; key: string } | undefined> {
+// The TLS configuration from --cert and --key, read and checked before anything listens; each
+// problem is one line, exit 2. `undefined` for plain HTTP.
+async function readTls(options: ServerOptions): Promise<SecureContext | undefined> {
   if (options.cert === undefined && options.key === undefined) return undefined;
   if (options.cert === undefined || options.key === undefined) {
     const given = options.cert === undefined ? "--key" : "--cert";
@@ -157,10 +158,14 @@ async function readTls(options: ServerOptions): Promise<{ cert: string; key: str
     if (!marker.test(text)) throw new StartError(`Invalid ${flag}: ${path} holds no PEM ${flag.slice(2)}`, EXIT_USAGE);
     return text;
   };
-  return {
-    cert: await read("--cert", options.cert, /-----BEGIN CERTIFICATE-----/),
-    key: await read("--key", options.key, /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
-  };
+  const cert = await read("--cert", options.cert, /-----BEGIN CERTIFICATE-----/);
+  const key = await read("--key", options.key, /-----BEGIN [A-Z ]*PRIVATE KEY-----/);
+  try {
+    return tlsContext({ cert, key });
+  } catch (error) {
+    if (!(error instanceof KeyPairError)) throw error;
+    throw new StartError(`Invalid --cert/--key: cannot use them for TLS: ${error.message}`, EXIT_USAGE);
+  }
 }
 
 // The machine's memory in bytes, or undefined when it cannot be read (no --allow-sys=systemMemoryInfo).
@@ -254,19 +259,12 @@ export async function startServer(
       EXIT_USAGE,
     );
   }
-  let context: SecureContext | undefined;
-  try {
-    context = tls && tlsContext(tls);
-  } catch (error) {
-    if (!(error instanceof KeyPairError)) throw error;
-    throw new StartError(`Invalid --cert/--key: cannot use them for TLS: ${error.message}`, EXIT_USAGE);
-  }
   let listener: Acceptor;
   try {
     // Only asked for when wanted: Deno allows the option only with --unstable-net.
     const address = { hostname: options.host, port: options.port, ...(options.reusePort && { reusePort: true }) };
     const tcp = Deno.listen(address);
-    listener = context ? new TlsAcceptor(tcp, context) : tcp;
+    listener = tls ? new TlsAcceptor(tcp, tls) : tcp;
   } catch (error) {
     const where = `${options.host}:${options.port}`;
     if (error instanceof Deno.errors.AddrInUse) {
