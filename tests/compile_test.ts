@@ -3,6 +3,7 @@
 // had, the test is skipped with the reason printed.
 import assert from "node:assert/strict";
 import { assertHello, PROJECT_ROOT, ResponseReader, send, ServerProcess, taskArgs } from "./_server.ts";
+import { keyPair } from "./_tls.ts";
 
 async function compileArgs(task: string, output: string, app?: string): Promise<string[]> {
   const args = (await taskArgs(task)).map((word) => word === "$APP" ? app! : word);
@@ -75,22 +76,6 @@ Deno.test({
   },
 });
 
-/** A self-signed certificate for 127.0.0.1 and its key, made with openssl in `dir`. */
-async function selfSigned(dir: string): Promise<{ cert: string; key: string; pem: string }> {
-  const cert = `${dir}/cert.pem`, key = `${dir}/key.pem`;
-  const { success, stderr } = await new Deno.Command("openssl", {
-    args: [
-      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"],
-      ...["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-      ...["-addext", "basicConstraints=critical,CA:FALSE", "-keyout", key, "-out", cert],
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(success, new TextDecoder().decode(stderr));
-  return { cert, key, pem: await Deno.readTextFile(cert) };
-}
-
 Deno.test({
   name: "the compiled ./webserver serves HTTPS, and two of them share a port with --reuse-port",
   ignore: "skip" in built,
@@ -98,7 +83,7 @@ Deno.test({
     if ("skip" in built) return;
     const dir = await Deno.makeTempDir({ prefix: "webserver-compile-tls-" });
     try {
-      const pair = await selfSigned(dir);
+      const pair = await keyPair(dir, "compile", "IP:127.0.0.1");
       const tls = ["--workers", "1", "--cert", pair.cert, "--key", pair.key, "--reuse-port"];
       await using first = await runElsewhere(built.binary, tls);
       assert.match(first.lines.find((line) => line.startsWith("Listening on"))!, /^Listening on https:\/\//);

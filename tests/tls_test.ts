@@ -6,73 +6,15 @@ import { join } from "node:path";
 import { get, ResponseReader, send, spawnServer, startServer } from "./_server.ts";
 import { writeFiles } from "./_static.ts";
 import { within } from "./_within.ts";
+import { keyPair } from "./_tls.ts";
 
 const DIR = await Deno.makeTempDir({ prefix: "webserver-tls-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(DIR, { recursive: true }));
 
-async function openssl(...args: string[]): Promise<void> {
-  const { success, stderr } = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped" }).output();
-  assert.ok(success, `openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`);
-}
-
-/**
- * A certificate for `names` (subjectAltName entries) signed by a throwaway CA, and its key, as PEM
- * files; `pem` is the CA's certificate, which a client trusts.
- */
-async function keyPair(name: string, names: string, days = "2"): Promise<{ cert: string; key: string; pem: string }> {
-  const file = (what: string) => join(DIR, `${name}.${what}.pem`);
-  await openssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    file("ca-key"),
-    "-out",
-    file("ca"),
-    "-days",
-    "2",
-    "-subj",
-    `/CN=webserver test CA ${name}`,
-  );
-  await openssl(
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    file("key"),
-    "-out",
-    file("csr"),
-    "-subj",
-    "/CN=webserver test",
-  );
-  await Deno.writeTextFile(file("ext"), `subjectAltName=${names}\nbasicConstraints=CA:FALSE\n`);
-  await openssl(
-    "x509",
-    "-req",
-    "-in",
-    file("csr"),
-    "-CA",
-    file("ca"),
-    "-CAkey",
-    file("ca-key"),
-    "-CAcreateserial",
-    "-out",
-    file("cert"),
-    "-days",
-    days,
-    "-extfile",
-    file("ext"),
-  );
-  return { cert: file("cert"), key: file("key"), pem: await Deno.readTextFile(file("ca")) };
-}
-
-const LOCAL = await keyPair("local", "DNS:localhost,IP:127.0.0.1");
-const OTHER = await keyPair("other", "DNS:other.example");
+const LOCAL = await keyPair(DIR, "local", "DNS:localhost,IP:127.0.0.1");
+const OTHER = await keyPair(DIR, "other", "DNS:other.example");
 // Valid until a day before it was made: expired from the start.
-const EXPIRED = await keyPair("expired", "DNS:localhost,IP:127.0.0.1", "-1");
+const EXPIRED = await keyPair(DIR, "expired", "DNS:localhost,IP:127.0.0.1", "-1");
 const ROOT = join(DIR, "site");
 await writeFiles(ROOT, { "data.txt": "0123456789" });
 
